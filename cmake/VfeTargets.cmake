@@ -1,0 +1,27 @@
+# Compile settings every vfio-engine target shares, kept off the exported targets so that a
+# consumer's build never inherits our warning policy or sanitizers.
+
+add_library(vfe_build_flags INTERFACE)
+target_compile_options(vfe_build_flags INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
+  -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough -Wformat=2
+  $<$<BOOL:${VFE_WERROR}>:-Werror>)
+
+if(VFE_SANITIZE)
+  # -fno-sanitize-recover makes UBSan findings fail the test instead of scrolling past.
+  add_compile_options(-fsanitize=${VFE_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${VFE_SANITIZE})
+endif()
+
+# vfe_add_library(NAME SOURCES...): one static library per folder, headers beside the sources,
+# included from the repository root ("base/result.hpp").
+function(vfe_add_library name)
+  add_library(${name} STATIC ${ARGN})
+  add_library(vfe::${name} ALIAS ${name})
+  target_include_directories(${name} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/vfe>)
+  target_compile_features(${name} PUBLIC cxx_std_20)
+  target_link_libraries(${name} PRIVATE $<BUILD_INTERFACE:vfe_build_flags>)
+  set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endfunction()

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The VM rig: runs test binaries against the real kernel's VFIO in a QEMU guest.
+#
+# usage: tests/vm/run.sh --mode type1|iommufd|noiommu [--timeout SECONDS] [--disk-dir DIR]
+#                        BINARY [BINARY...]
+#
+# Boots a q35 guest under TCG with two NUMA nodes, an emulated Intel IOMMU (not in noiommu mode),
+# two NVMe controllers (the second behind a pxb-pcie expander on node 1), one edu and two e1000e
+# on one hub; binds them to vfio-pci inside the guest; runs each binary there with VFE_VM_MODE and
+# VFE_VM_DEVICES ("nvme=0000:00:02.0 edu=..."); and prints the serial log and "N passed, N failed".
+# Modes: type1 boots Debian's own kernel; iommufd and noiommu boot the small 6.12 kernel that
+# build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD, the VFIO cdev and no-IOMMU).
+#
+# Exit: 0 every test passed, 1 a test failed, 2 the rig failed (bad arguments, no kernel, boot
+# timeout, panic, no verdict).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+rig_error() { echo "vm: error: $*" >&2; exit 2; }
+usage() { sed -n '3,5s/^# //p' "${BASH_SOURCE[0]}"; }
+
+mode="" timeout_s=600 disk_dir="" binaries=()
+while (($#)); do
+  case $1 in
+    --mode) mode=${2:-}; shift 2 || rig_error "--mode needs a value: type1, iommufd or noiommu" ;;
+    --mode=*) mode=${1#*=}; shift ;;
+    --timeout) timeout_s=${2:-}; shift 2 || rig_error "--timeout needs a number of seconds" ;;
+    --disk-dir) disk_dir=${2:-}; shift 2 || rig_error "--disk-dir needs a folder" ;;
+    -h|--help) usage; exit 0 ;;
+    -*) rig_error "unknown option '$1' (see --help)" ;;
+    *) binaries+=("$1"); shift ;;
+  esac
+done
+case $mode in
+  type1|iommufd|noiommu) ;;
+  "") rig_error "--mode is required: type1, iommufd or noiommu" ;;
+  *) rig_error "unknown mode '$mode': use type1, iommufd or noiommu" ;;
+esac
+[[ $timeout_s =~ ^[0-9]+$ ]] || rig_error "--timeout '$timeout_s' is not a number of seconds"
+((${#binaries[@]})) || rig_error "no test binary given (see --help)"
+for b in "${binaries[@]}"; do
+  [[ -f $b && -x $b ]] || rig_error "test binary '$b' does not exist or is not executable"
+done
+for tool in qemu-system-x86_64 busybox cpio gzip gcc; do
+  command -v "$tool" >/dev/null || rig_error "$tool is missing; run scripts/setup-deps.sh"
+done
+
+work=$(mktemp -d /tmp/vfe-vm.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+stage=$work/initramfs
+
+# --- Kernel --------------------------------------------------------------------------------------
+if [[ $mode == type1 ]]; then
+  kdir=$("$here/fetch-debian-kernel.sh") || rig_error "could not fetch Debian's kernel"
+  kernel=$kdir/vmlinuz
+  mkdir -p "$stage/lib/modules"
+  cp "$kdir"/modules/*.ko "$kdir/modules.load" "$stage/lib/modules/"
+else
+  kdir=$("$here/build-kernel.sh") || rig_error "could not build the 6.12 test kernel"
+  kernel=$kdir/bzImage
+fi
+
+# --- Initramfs: busybox, the init, the exit helper, the binaries with their libraries ------------
+mkdir -p "$stage"/{bin,etc,opt/vfe/bin,proc,sys,dev,tmp}
+cp "$(command -v busybox)" "$stage/bin/busybox"
+cp "$here/guest/init" "$stage/init"
+gcc -static -O2 -o "$stage/bin/vm_exit" "$here/guest/vm_exit.c" || rig_error "cannot build vm_exit"
+# Copies a host file (or symlink chain) to the same path in the initramfs.
+stage_file() {
+  local f=$1
+  while :; do
+    mkdir -p "$stage$(dirname "$f")"
+    cp -P "$f" "$stage$f" 2>/dev/null || true
+    [[ -L $f ]] || break
+    local t; t=$(readlink "$f"); [[ $t == /* ]] || t=$(dirname "$f")/$t
+    f=$t
+  done
+}
+: >"$stage/opt/vfe/tests"
+for b in "${binaries[@]}"; do
+  name=$(basename "$b")
+  cp "$b" "$stage/opt/vfe/bin/$name"
+  echo "$name" >>"$stage/opt/vfe/tests"
+  # Every shared library the binary loads, and the dynamic loader itself.
+  while read -r lib; do stage_file "$lib"; done < <(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | sort -u)
+done
+cat >"$stage/etc/vm.conf" <<CONF
+VM_MODE=$mode
+VM_MODULE_ARGS="$([[ $mode == noiommu ]] && echo enable_unsafe_noiommu_mode=1)"
+CONF
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
+
+# --- Machine -------------------------------------------------------------------------------------
+if [[ -n $disk_dir ]]; then mkdir -p "$disk_dir"; else disk_dir=$work; fi
+for i in 0 1; do
+  [[ -f $disk_dir/nvme$i.img ]] || truncate -s 64M "$disk_dir/nvme$i.img"
+done
+append="console=ttyS0 panic=-1 loglevel=4 rdinit=/init"
+qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m 1G -nodefaults -display none
+  -no-reboot -serial stdio -kernel "$kernel" -initrd "$work/initrd.gz"
+  -object memory-backend-ram,id=mem0,size=512M -numa node,nodeid=0,cpus=0,memdev=mem0
+  -object memory-backend-ram,id=mem1,size=512M -numa node,nodeid=1,cpus=1,memdev=mem1
+  -device pxb-pcie,id=pxb1,bus_nr=0x80,numa_node=1,bus=pcie.0
+  -device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1
+  -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw"
+  -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0
+  -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
+  -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1
+  -device edu,bus=pcie.0
+  -netdev hubport,hubid=0,id=hp0 -device e1000e,netdev=hp0,bus=pcie.0,mac=52:54:00:12:34:01
+  -netdev hubport,hubid=0,id=hp1 -device e1000e,netdev=hp1,bus=pcie.0,mac=52:54:00:12:34:02
+  -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+if [[ $mode == noiommu ]]; then
+  append+=" vfio.enable_unsafe_noiommu_mode=1"
+else
+  qemu_args+=(-device intel-iommu,intremap=on)
+  append+=" intel_iommu=on"
+fi
+
+echo "vm: booting $mode guest ($(basename "$kernel"), timeout ${timeout_s}s): ${binaries[*]##*/}"
+log=$work/serial.log
+set +e
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -append "$append" \
+  </dev/null 2>"$work/qemu.err" | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+# isa-debug-exit makes QEMU exit with (verdict << 1) | 1; anything else is no verdict.
+counts=$(grep -a -o '[0-9]* passed, [0-9]* failed' "$log" | tail -n1 || true)
+case $rc in
+  1) echo "${counts:-0 passed, 0 failed}"; exit 0 ;;
+  3) echo "${counts:-0 passed, 1 failed}"; exit 1 ;;
+  124|137) cat "$work/qemu.err" >&2; rig_error "the guest did not finish within ${timeout_s}s" ;;
+  *)
+    cat "$work/qemu.err" >&2
+    grep -aq 'Kernel panic' "$log" && rig_error "the guest kernel panicked (log above)"
+    rig_error "the guest ended without a verdict (qemu exit $rc; log above)" ;;
+esac

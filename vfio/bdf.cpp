@@ -1,0 +1,84 @@
+#include "vfio/bdf.hpp"
+
+#include <fmt/format.h>
+
+#include <optional>
+
+namespace vfe::vfio {
+namespace {
+
+// Exactly `text` as hex digits (no sign, no prefix, no spaces), or nullopt.
+std::optional<std::uint32_t> parse_hex(std::string_view text) {
+  if (text.empty() || text.size() > 8) {
+    return std::nullopt;
+  }
+  std::uint32_t v = 0;
+  for (const char c : text) {
+    std::uint32_t digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<std::uint32_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<std::uint32_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<std::uint32_t>(c - 'A' + 10);
+    } else {
+      return std::nullopt;
+    }
+    v = (v << 4) | digit;
+  }
+  return v;
+}
+
+Error bad_bdf(std::string_view text, std::string_view why) {
+  return Error::invalid("parse PCI address",
+                        fmt::format("'{}' is not a PCI address ({}); expected DDDD:BB:DD.F or "
+                                    "BB:DD.F, e.g. 0000:81:00.0",
+                                    text, why));
+}
+
+}  // namespace
+
+Result<Bdf> Bdf::parse(std::string_view text) {
+  // Split from the right: "[domain:]bus:device.function".
+  const auto dot = text.rfind('.');
+  if (dot == std::string_view::npos) {
+    return bad_bdf(text, "no '.' before the function number");
+  }
+  const auto colon = text.rfind(':', dot);
+  if (colon == std::string_view::npos) {
+    return bad_bdf(text, "no ':' before the device number");
+  }
+  const auto dom_colon = colon == 0 ? std::string_view::npos : text.rfind(':', colon - 1);
+  const std::string_view dom_s =
+      dom_colon == std::string_view::npos ? std::string_view{} : text.substr(0, dom_colon);
+  const std::string_view bus_s =
+      text.substr(dom_colon == std::string_view::npos ? 0 : dom_colon + 1,
+                  colon - (dom_colon == std::string_view::npos ? 0 : dom_colon + 1));
+  const std::string_view dev_s = text.substr(colon + 1, dot - colon - 1);
+  const std::string_view fn_s = text.substr(dot + 1);
+
+  if (dom_colon != std::string_view::npos && (dom_s.size() < 4 || dom_s.size() > 8)) {
+    return bad_bdf(text, "the domain must have 4 to 8 hex digits");
+  }
+  const auto dom = dom_s.empty() ? std::optional<std::uint32_t>{0} : parse_hex(dom_s);
+  const auto bus = bus_s.size() == 2 ? parse_hex(bus_s) : std::nullopt;
+  const auto dev = dev_s.size() == 2 ? parse_hex(dev_s) : std::nullopt;
+  const auto fn = fn_s.size() == 1 ? parse_hex(fn_s) : std::nullopt;
+  if (!dom || !bus || !dev || !fn) {
+    return bad_bdf(text, "each field must be hex digits: 2 for bus and device, 1 for function");
+  }
+  if (*dev > 0x1f) {
+    return bad_bdf(text, "the device number must be at most 1f");
+  }
+  if (*fn > 7) {
+    return bad_bdf(text, "the function number must be at most 7");
+  }
+  return Bdf{*dom, static_cast<std::uint8_t>(*bus), static_cast<std::uint8_t>(*dev),
+             static_cast<std::uint8_t>(*fn)};
+}
+
+std::string Bdf::to_string() const {
+  return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", domain, bus, device, function);
+}
+
+}  // namespace vfe::vfio
