@@ -21,10 +21,14 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/vfeConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/vfeConfig.cmake ${PROJECT_BINARY_DIR}/vfeConfigVersion.cmake
         DESTINATION ${vfe_cmake_dir})
 
-# pkg-config: libraries in dependency order, most dependent first.
+# pkg-config: libraries in dependency order, most dependent first. They are static, so what
+# they link (fmt, TBB, hwloc, liburing) goes in Requires, not Requires.private.
 set(vfe_pc_libs "")
 foreach(lib IN LISTS VFE_INSTALLED_LIBS)
   string(PREPEND vfe_pc_libs "-l${lib} ")
 endforeach()
+# Relocatable: the prefix is found from the .pc file's own folder, so `cmake --install --prefix`
+# anywhere gives a working file.
+file(RELATIVE_PATH vfe_pc_to_prefix /p/${CMAKE_INSTALL_LIBDIR}/pkgconfig /p)
 configure_file(cmake/vfe.pc.in ${PROJECT_BINARY_DIR}/vfe.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/vfe.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -4,7 +4,7 @@
 add_library(vfe_build_flags INTERFACE)
 target_compile_options(vfe_build_flags INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-  -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough -Wformat=2
+  -Woverloaded-virtual -Wimplicit-fallthrough -Wformat=2
   $<$<BOOL:${VFE_WERROR}>:-Werror>)
 
 if(VFE_SANITIZE)

@@ -2,15 +2,17 @@
 
 #include <fmt/format.h>
 
-#include <optional>
 
 namespace vfe::vfio {
 namespace {
 
-// Exactly `text` as hex digits (no sign, no prefix, no spaces), or nullopt.
-std::optional<std::uint32_t> parse_hex(std::string_view text) {
-  if (text.empty() || text.size() > 8) {
-    return std::nullopt;
+// Exactly `digits` hex digits (no sign, no prefix, no spaces) into `out`; false otherwise.
+// (A bool and an out-parameter rather than std::optional: g++ 12 reports a false
+// maybe-uninitialized on four optionals read together.)
+bool parse_hex(std::string_view text, std::size_t min_digits, std::size_t max_digits,
+               std::uint32_t& out) {
+  if (text.size() < min_digits || text.size() > max_digits) {
+    return false;
   }
   std::uint32_t v = 0;
   for (const char c : text) {
@@ -22,11 +24,12 @@ std::optional<std::uint32_t> parse_hex(std::string_view text) {
     } else if (c >= 'A' && c <= 'F') {
       digit = static_cast<std::uint32_t>(c - 'A' + 10);
     } else {
-      return std::nullopt;
+      return false;
     }
     v = (v << 4) | digit;
   }
-  return v;
+  out = v;
+  return true;
 }
 
 Error bad_bdf(std::string_view text, std::string_view why) {
@@ -57,24 +60,24 @@ Result<Bdf> Bdf::parse(std::string_view text) {
   const std::string_view dev_s = text.substr(colon + 1, dot - colon - 1);
   const std::string_view fn_s = text.substr(dot + 1);
 
-  if (dom_colon != std::string_view::npos && (dom_s.size() < 4 || dom_s.size() > 8)) {
-    return bad_bdf(text, "the domain must have 4 to 8 hex digits");
+  std::uint32_t dom = 0;
+  std::uint32_t bus = 0;
+  std::uint32_t dev = 0;
+  std::uint32_t fn = 0;
+  if (dom_colon != std::string_view::npos && !parse_hex(dom_s, 4, 8, dom)) {
+    return bad_bdf(text, "the domain must be 4 to 8 hex digits");
   }
-  const auto dom = dom_s.empty() ? std::optional<std::uint32_t>{0} : parse_hex(dom_s);
-  const auto bus = bus_s.size() == 2 ? parse_hex(bus_s) : std::nullopt;
-  const auto dev = dev_s.size() == 2 ? parse_hex(dev_s) : std::nullopt;
-  const auto fn = fn_s.size() == 1 ? parse_hex(fn_s) : std::nullopt;
-  if (!dom || !bus || !dev || !fn) {
+  if (!parse_hex(bus_s, 2, 2, bus) || !parse_hex(dev_s, 2, 2, dev) || !parse_hex(fn_s, 1, 1, fn)) {
     return bad_bdf(text, "each field must be hex digits: 2 for bus and device, 1 for function");
   }
-  if (*dev > 0x1f) {
+  if (dev > 0x1f) {
     return bad_bdf(text, "the device number must be at most 1f");
   }
-  if (*fn > 7) {
+  if (fn > 7) {
     return bad_bdf(text, "the function number must be at most 7");
   }
-  return Bdf{*dom, static_cast<std::uint8_t>(*bus), static_cast<std::uint8_t>(*dev),
-             static_cast<std::uint8_t>(*fn)};
+  return Bdf{dom, static_cast<std::uint8_t>(bus), static_cast<std::uint8_t>(dev),
+             static_cast<std::uint8_t>(fn)};
 }
 
 std::string Bdf::to_string() const {
