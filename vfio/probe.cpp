@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 
 #include "base/fd.hpp"
@@ -196,6 +197,21 @@ Result<IommuMode> parse_iommu_mode(std::string_view text) {
   }
   return Error::invalid("parse IOMMU mode",
                         fmt::format("'{}' is not a mode; use type1, iommufd or noiommu", text));
+}
+
+Result<IommuMode> select_iommu_mode(const Bdf& bdf) {
+  if (const char* forced = std::getenv(kIommuModeEnv); forced != nullptr && *forced != '\0') {
+    auto mode = parse_iommu_mode(forced);
+    if (!mode) {
+      return Error::invalid(kIommuModeEnv, std::move(mode).error().detail);
+    }
+    return mode;
+  }
+  std::error_code ec;
+  const bool has_cdev =
+      std::filesystem::is_directory(sysfs_device_path(bdf) + "/vfio-dev", ec) &&
+      std::filesystem::exists("/dev/iommu", ec);
+  return has_cdev ? IommuMode::iommufd : IommuMode::type1;
 }
 
 Result<ProbeInfo> probe(const Bdf& bdf, IommuMode mode) {

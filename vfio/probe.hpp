@@ -25,6 +25,14 @@ enum class IommuMode {
 /// "type1", "iommufd" or "noiommu"; anything else is an EINVAL error listing the choices.
 [[nodiscard]] Result<IommuMode> parse_iommu_mode(std::string_view text);
 
+/// The environment variable that forces a mode for every device: type1, iommufd or noiommu.
+inline constexpr const char* kIommuModeEnv = "VFE_IOMMU_MODE";
+
+/// The mode to use for `bdf` when the caller did not choose one: $VFE_IOMMU_MODE when set (an
+/// invalid value is an error, not a silent fallback), else iommufd when /dev/iommu and the
+/// device's VFIO cdev exist, else type1. Never noiommu unless asked for by name.
+[[nodiscard]] Result<IommuMode> select_iommu_mode(const Bdf& bdf);
+
 /// What `probe()` found.
 struct ProbeInfo {
   Bdf bdf;

@@ -52,18 +52,29 @@ std::optional<std::string> iommu_group(const Bdf& bdf) {
   return link_basename(sysfs_device_path(bdf) + "/iommu_group");
 }
 
-std::vector<Bdf> iommu_group_devices(const std::string& group) {
+namespace {
+
+// The entries of `dir` that are PCI addresses, sorted; empty if `dir` can't be read.
+std::vector<Bdf> bdfs_in(const std::string& dir) {
   std::vector<Bdf> out;
   std::error_code ec;
-  for (const auto& entry :
-       fs::directory_iterator(fmt::format("{}/kernel/iommu_groups/{}/devices", sysfs_root(), group),
-                              ec)) {
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (auto b = Bdf::parse(entry.path().filename().string())) {
       out.push_back(*b);
     }
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+}  // namespace
+
+std::vector<Bdf> iommu_group_devices(const std::string& group) {
+  return bdfs_in(fmt::format("{}/kernel/iommu_groups/{}/devices", sysfs_root(), group));
+}
+
+std::vector<Bdf> vfio_pci_devices() {
+  return bdfs_in(fmt::format("{}/bus/pci/drivers/vfio-pci", sysfs_root()));
 }
 
 int numa_node(const Bdf& bdf) {

@@ -27,6 +27,9 @@ namespace vfe::vfio {
 /// Every function in a group, sorted.
 [[nodiscard]] std::vector<Bdf> iommu_group_devices(const std::string& group);
 
+/// Every function bound to vfio-pci now, sorted.
+[[nodiscard]] std::vector<Bdf> vfio_pci_devices();
+
 /// The NUMA node sysfs reports, -1 when unknown (one node, or no firmware information).
 [[nodiscard]] int numa_node(const Bdf& bdf);
 

@@ -94,6 +94,28 @@ TEST_F(FakeSysfs, ProbeRefusesAnUnboundDevice) {
   EXPECT_NE(r.error().detail.find("is bound to no driver, not vfio-pci"), std::string::npos);
 }
 
+TEST_F(FakeSysfs, ModeSelectionHonoursTheEnvironment) {
+  add_device("0000:00:04.0", "vfio-pci", "7", 0);
+  ::setenv(kIommuModeEnv, "noiommu", 1);
+  EXPECT_EQ(select_iommu_mode(kNvme).value(), IommuMode::noiommu);
+  ::setenv(kIommuModeEnv, "vfio", 1);
+  const auto bad = select_iommu_mode(kNvme);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(),
+            "VFE_IOMMU_MODE: 'vfio' is not a mode; use type1, iommufd or noiommu (Invalid argument)");
+  ::unsetenv(kIommuModeEnv);
+  // No vfio-dev folder in the fake tree: never iommufd, and never noiommu unasked.
+  EXPECT_EQ(select_iommu_mode(kNvme).value(), IommuMode::type1);
+}
+
+TEST_F(FakeSysfs, ListsDevicesBoundToVfioPci) {
+  add_device("0000:00:04.0", "vfio-pci", "7", 0);
+  fs::create_directory_symlink(root_ / "devices/pci0000:00/0000:00:04.0",
+                               root_ / "bus/pci/drivers/vfio-pci/0000:00:04.0");
+  fs::create_directories(root_ / "bus/pci/drivers/vfio-pci/module");
+  EXPECT_EQ(vfio_pci_devices(), std::vector<Bdf>{kNvme});
+}
+
 TEST(IommuMode, ParsesTheThreeModes) {
   EXPECT_EQ(parse_iommu_mode("type1").value(), IommuMode::type1);
   EXPECT_EQ(parse_iommu_mode("iommufd").value(), IommuMode::iommufd);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that the build, the tests, the benchmarks and the VM rig need.
+# Idempotent and quick when nothing is missing (no apt-get at all then). Needs root when
+# something is missing.
+#
+# usage: scripts/setup-deps.sh [--check]     --check: list what is missing, install nothing
+set -euo pipefail
+
+packages=(
+  # build
+  g++ cmake ninja-build pkg-config make
+  libtbb-dev libhwloc-dev liburing-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # the VM rig: QEMU, the guest's userland, Debian's kernel (fetched by apt-get download) and the
+  # small 6.12 kernel built from source
+  qemu-system-x86 busybox-static kmod cpio gzip xz-utils libc6-dev util-linux coreutils
+  linux-source-6.12 bison flex libelf-dev libssl-dev bc
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup-deps: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+if [[ ${1:-} == --check ]]; then
+  echo "setup-deps: missing: ${missing[*]}"
+  exit 1
+fi
+if ((EUID != 0)); then
+  echo "setup-deps: missing ${missing[*]}; run this script as root (or install them with apt-get)" >&2
+  exit 2
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup-deps: done"

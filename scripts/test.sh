@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test of vfio-engine, from nothing: installs what is missing, builds, then
+#   1. the unit tests (label "unit") in the release build, under ASan+UBSan (preset dev) and
+#      under TSan (preset tsan);
+#   2. the VM tests (label "vm"): the real kernel's VFIO in a QEMU guest, in type1, iommufd and
+#      noiommu modes, plus the rig's self-test.
+# Prints "N passed, N failed" over all of them last; exits non-zero if anything failed.
+#
+# usage: scripts/test.sh [--unit-only]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+unit_only=0
+case ${1:-} in
+  "") ;;
+  --unit-only) unit_only=1 ;;
+  -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+esac
+
+scripts/setup-deps.sh
+if ((!unit_only)); then
+  # Build or fetch both guest kernels before any test runs, so ctest's time limits measure the
+  # tests and a broken kernel build is reported as that.
+  tests/vm/build-kernel.sh >/dev/null
+  tests/vm/fetch-debian-kernel.sh >/dev/null
+fi
+
+passed=0 failed=0 status=0
+run_ctest() {  # run_ctest PRESET [ctest args...]
+  local preset=$1 log; shift
+  log=$(mktemp)
+  echo "== ctest --preset $preset $*"
+  ctest --preset "$preset" "$@" 2>&1 | tee "$log" || status=1
+  # "100% tests passed, 0 tests failed out of 55"
+  local line; line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1)
+  rm -f "$log"
+  if [[ -z $line ]]; then echo "test.sh: ctest --preset $preset ran no test"; status=1; return; fi
+  local f t; f=$(awk '{print $4}' <<<"$line"); t=$(awk '{print $NF}' <<<"$line")
+  passed=$((passed + t - f)); failed=$((failed + f))
+}
+
+for preset in release dev tsan; do
+  echo "== build: $preset"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+done
+
+run_ctest release -L unit
+run_ctest dev
+run_ctest tsan
+((unit_only)) || run_ctest release -L vm
+
+echo "test.sh: $passed passed, $failed failed"
+((status == 0 && failed == 0))
