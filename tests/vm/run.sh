@@ -64,6 +64,7 @@ fi
 mkdir -p "$stage"/{bin,etc,opt/vfe/bin,proc,sys,dev,tmp}
 cp "$(command -v busybox)" "$stage/bin/busybox"
 cp "$here/guest/init" "$stage/init"
+cp "$here/../../scripts/devbind.sh" "$stage/bin/devbind.sh"
 gcc -static -O2 -o "$stage/bin/vm_exit" "$here/guest/vm_exit.c" || rig_error "cannot build vm_exit"
 # Copies a host file (or symlink chain) to the same path in the initramfs.
 stage_file() {
