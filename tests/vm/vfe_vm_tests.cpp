@@ -3,6 +3,8 @@
 // implies and check the IDs read through VFIO against sysfs. The guest's init passes
 //   VFE_VM_MODE     type1 | iommufd | noiommu
 //   VFE_VM_DEVICES  "nvme=0000:00:02.0 edu=0000:00:03.0 ..."
+//   VFE_VM_VFIO_PATHS "0000:00:02.0=/dev/vfio/2 ..." (the node each device opens through, as the
+//                   rig's shell worked it out from sysfs)
 // Tests are registered at run time, one per device, so a failure names the device.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -29,6 +31,17 @@ struct VmDevice {
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr ? v : "";
+}
+
+// "key=value key=value" from an environment variable.
+std::map<std::string, std::string> pairs_from_env(const char* name) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(env(name));
+  for (std::string item; in >> item;) {
+    const auto eq = item.find('=');
+    out[item.substr(0, eq)] = eq == std::string::npos ? "" : item.substr(eq + 1);
+  }
+  return out;
 }
 
 std::vector<VmDevice> devices_from_env() {
@@ -59,18 +72,12 @@ void check_device_opens(const VmDevice& dev, IommuMode mode) {
   EXPECT_EQ(info->vendor_id, vfe::vfio::read_hex_attr(dev.bdf, "vendor"));
   EXPECT_EQ(info->device_id, vfe::vfio::read_hex_attr(dev.bdf, "device"));
   EXPECT_GT(info->num_regions, 7U);  // BARs 0-5, ROM, config space at least
-  const std::string group = vfe::vfio::iommu_group(dev.bdf).value_or("?");
-  switch (mode) {
-    case IommuMode::type1:
-      EXPECT_EQ(info->vfio_path, "/dev/vfio/" + group);
-      break;
-    case IommuMode::noiommu:
-      EXPECT_EQ(info->vfio_path, "/dev/vfio/noiommu-" + group);
-      break;
-    case IommuMode::iommufd:
-      EXPECT_EQ(info->vfio_path.rfind("/dev/vfio/devices/vfio", 0), 0U) << info->vfio_path;
-      break;
-  }
+  EXPECT_EQ(info->mode, mode);
+  EXPECT_EQ(info->vfio_path, pairs_from_env("VFE_VM_VFIO_PATHS")[dev.bdf.to_string()]);
+  const char* prefix = mode == IommuMode::type1     ? "/dev/vfio/"
+                       : mode == IommuMode::noiommu ? "/dev/vfio/noiommu-"
+                                                    : "/dev/vfio/devices/vfio";
+  EXPECT_EQ(info->vfio_path.rfind(prefix, 0), 0U) << info->vfio_path;
 }
 
 class DeviceOpens : public ::testing::Test {
