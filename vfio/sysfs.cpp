@@ -44,6 +44,54 @@ Result<void> require_device_exists(const Bdf& bdf) {
   return ok();
 }
 
+Result<void> require_bound_to_vfio_pci(const Bdf& bdf) {
+  VFE_TRY(require_device_exists(bdf));
+  const auto driver = bound_driver(bdf);
+  if (driver != "vfio-pci") {
+    return Error::from_errno(
+        ENODEV, "open PCI device",
+        fmt::format("{} is bound to {}, not vfio-pci; bind it with `scripts/devbind.sh bind {}`",
+                    bdf.to_string(), driver.value_or("no driver"), bdf.to_string()));
+  }
+  return ok();
+}
+
+Error group_not_viable(const std::string& group) {
+  // vfio-pci accepts members bound to vfio-pci, to no driver, or PCIe ports (bridges).
+  std::string culprits;
+  for (const Bdf& member : iommu_group_devices(group)) {
+    const auto driver = bound_driver(member);
+    if (driver && *driver != "vfio-pci" && *driver != "pcieport") {
+      culprits += fmt::format("{}{} is bound to {}", culprits.empty() ? "" : ", ",
+                              member.to_string(), *driver);
+    }
+  }
+  return Error::from_errno(
+      EBUSY, "VFIO_GROUP_GET_STATUS",
+      fmt::format("IOMMU group {} is not viable: {}; bind every function of the group to vfio-pci "
+                  "or unbind it",
+                  group, culprits.empty() ? "a member is in use" : culprits));
+}
+
+std::optional<std::string> vfio_cdev(const Bdf& bdf) {
+  const auto names = [&] {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(sysfs_device_path(bdf) + "/vfio-dev", ec)) {
+      out.push_back(e.path().filename().string());
+    }
+    return out;
+  }();
+  if (names.size() != 1) {
+    return std::nullopt;
+  }
+  return names.front();
+}
+
+bool is_noiommu_group(const Bdf& bdf) {
+  return read_line(sysfs_device_path(bdf) + "/iommu_group/name") == "vfio-noiommu";
+}
+
 std::optional<std::string> bound_driver(const Bdf& bdf) {
   return link_basename(sysfs_device_path(bdf) + "/driver");
 }

@@ -18,6 +18,21 @@ namespace vfe::vfio {
 /// Checks that the function exists; the error says how to list the functions there are.
 [[nodiscard]] Result<void> require_device_exists(const Bdf& bdf);
 
+/// Checks that the function exists and is bound to vfio-pci; the error names the driver it is
+/// bound to and the command that binds it.
+[[nodiscard]] Result<void> require_bound_to_vfio_pci(const Bdf& bdf);
+
+/// The error for a group the kernel says is not viable, naming each member bound to another
+/// driver and what to do about it.
+[[nodiscard]] Error group_not_viable(const std::string& group);
+
+/// The VFIO device cdev of a function bound to vfio-pci ("vfio3" for /dev/vfio/devices/vfio3),
+/// or nullopt when the kernel has none (no CONFIG_VFIO_DEVICE_CDEV).
+[[nodiscard]] std::optional<std::string> vfio_cdev(const Bdf& bdf);
+
+/// True when the function's group is a no-IOMMU group (its name is "vfio-noiommu").
+[[nodiscard]] bool is_noiommu_group(const Bdf& bdf);
+
 /// The name of the bound driver ("vfio-pci", "nvme"), or nullopt when none is bound.
 [[nodiscard]] std::optional<std::string> bound_driver(const Bdf& bdf);
 

@@ -9,55 +9,20 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "vfio/probe.hpp"
 #include "vfio/sysfs.hpp"
+#include "tests/vm/vm_env.hpp"
 
 namespace {
 using vfe::vfio::Bdf;
 using vfe::vfio::IommuMode;
-
-struct VmDevice {
-  std::string kind;  // nvme, edu, e1000e
-  Bdf bdf;
-};
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-// "key=value key=value" from an environment variable.
-std::map<std::string, std::string> pairs_from_env(const char* name) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(env(name));
-  for (std::string item; in >> item;) {
-    const auto eq = item.find('=');
-    out[item.substr(0, eq)] = eq == std::string::npos ? "" : item.substr(eq + 1);
-  }
-  return out;
-}
-
-std::vector<VmDevice> devices_from_env() {
-  std::vector<VmDevice> out;
-  std::istringstream in(env("VFE_VM_DEVICES"));
-  for (std::string item; in >> item;) {
-    const auto eq = item.find('=');
-    auto bdf = Bdf::parse(eq == std::string::npos ? "" : item.substr(eq + 1));
-    if (bdf) {
-      out.push_back({item.substr(0, eq), *bdf});
-    } else {
-      ADD_FAILURE() << "bad VFE_VM_DEVICES entry '" << item << "': " << bdf.error().message();
-    }
-  }
-  return out;
-}
+using vfe::vmtest::pairs_from_env;
+using vfe::vmtest::VmDevice;
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -90,16 +55,6 @@ class DeviceOpens : public ::testing::Test {
   IommuMode mode_;
 };
 
-IommuMode mode_or_die() {
-  auto m = vfe::vfio::parse_iommu_mode(env("VFE_VM_MODE"));
-  if (!m) {
-    std::fprintf(stderr, "VFE_VM_MODE: %s (run me through tests/vm/run.sh)\n",
-                 m.error().message().c_str());
-    std::exit(2);
-  }
-  return *m;
-}
-
 }  // namespace
 
 // The rig put the machine together as documented: every device present, the NUMA placement
@@ -107,7 +62,7 @@ IommuMode mode_or_die() {
 TEST(Rig, HasTheDocumentedDevices) {
   std::map<std::string, int> count;
   int node1_nvme = 0;
-  for (const auto& d : devices_from_env()) {
+  for (const auto& d : vfe::vmtest::devices()) {
     ++count[d.kind];
     if (d.kind == "nvme" && vfe::vfio::numa_node(d.bdf) == 1) {
       ++node1_nvme;
@@ -120,8 +75,8 @@ TEST(Rig, HasTheDocumentedDevices) {
 }
 
 TEST(Rig, KernelOffersTheMode) {
-  const IommuMode mode = mode_or_die();
-  const auto devs = devices_from_env();
+  const IommuMode mode = vfe::vmtest::mode();
+  const auto devs = vfe::vmtest::devices();
   ASSERT_FALSE(devs.empty());
   const std::string group = vfe::vfio::iommu_group(devs.front().bdf).value_or("");
   ASSERT_FALSE(group.empty());
@@ -144,8 +99,8 @@ TEST(Rig, KernelOffersTheMode) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  const IommuMode mode = mode_or_die();
-  for (const auto& dev : devices_from_env()) {
+  const IommuMode mode = vfe::vmtest::mode();
+  for (const auto& dev : vfe::vmtest::devices()) {
     std::string name = dev.kind + "_" + dev.bdf.to_string();
     for (char& c : name) {
       c = (c == ':' || c == '.') ? '_' : c;

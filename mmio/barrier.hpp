@@ -1,0 +1,34 @@
+#pragma once
+/// \file
+/// The barriers MMIO needs, one per architecture, each with the reason it is enough.
+
+namespace vfe::mmio {
+
+/// Orders every earlier store to normal (DMA) memory before later MMIO stores, as the device
+/// sees them: call it between filling a descriptor and ringing its doorbell.
+/// x86-64: stores are not reordered with other stores (Intel SDM vol. 3 §9.2.2), and MMIO is
+/// uncached, so only the compiler must be stopped. arm64: `dmb oshst` orders stores to the
+/// outer-shareable domain, where devices live.
+inline void io_wmb() noexcept {
+#if defined(__x86_64__)
+  asm volatile("" ::: "memory");
+#elif defined(__aarch64__)
+  asm volatile("dmb oshst" ::: "memory");
+#else
+#error "vfio-engine: define io_wmb() for this architecture"
+#endif
+}
+
+/// Orders an MMIO load (e.g. a status register) before later loads of DMA memory it announced.
+/// x86-64: loads are not reordered with other loads, so a compiler barrier. arm64: `dmb oshld`.
+inline void io_rmb() noexcept {
+#if defined(__x86_64__)
+  asm volatile("" ::: "memory");
+#elif defined(__aarch64__)
+  asm volatile("dmb oshld" ::: "memory");
+#else
+#error "vfio-engine: define io_rmb() for this architecture"
+#endif
+}
+
+}  // namespace vfe::mmio

@@ -1,0 +1,105 @@
+#include "mmio/region.hpp"
+
+#include <fmt/format.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "base/log.hpp"
+
+namespace vfe::mmio {
+
+Region::Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcept
+    : sys_(&device.sys()),
+      device_fd_(device.fd()),
+      index_(info.index),
+      size_(info.size),
+      fd_offset_(info.offset),
+      readable_(info.readable()),
+      writable_(info.writable()) {}
+
+Region::Region(Region&& other) noexcept
+    : sys_(other.sys_),
+      device_fd_(other.device_fd_),
+      index_(other.index_),
+      size_(other.size_),
+      fd_offset_(other.fd_offset_),
+      readable_(other.readable_),
+      writable_(other.writable_),
+      areas_(std::move(other.areas_)) {
+  other.areas_.clear();
+}
+
+Region::~Region() {
+  for (const Area& a : areas_) {
+    if (sys_->munmap(a.base, a.size) != 0) {
+      log_warn("munmap of region {} area at {:#x} failed: errno {}", index_, a.offset, errno);
+    }
+  }
+}
+
+Result<Region> Region::open(const vfio::Device& device, std::uint32_t index) {
+  VFE_TRY_ASSIGN(const vfio::RegionInfo info, device.region_info(index));
+  if (info.size == 0) {
+    return Error::invalid("map region", fmt::format("{} has no region {} (the BAR is not "
+                                                    "implemented)",
+                                                    device.bdf().to_string(), index));
+  }
+  Region region(device, info);
+  for (const vfio::SparseArea& a : info.areas) {
+    if (a.offset > info.size || info.size - a.offset < a.size) {
+      return Error::invalid("map region", fmt::format("sparse area {:#x}+{:#x} lies outside the "
+                                                      "{:#x}-byte region {}",
+                                                      a.offset, a.size, info.size, index));
+    }
+    const int prot = (info.readable() ? PROT_READ : 0) | (info.writable() ? PROT_WRITE : 0);
+    void* base = device.sys().mmap(nullptr, a.size, prot, MAP_SHARED, device.fd(),
+                                   static_cast<off_t>(info.offset + a.offset));
+    if (base == MAP_FAILED) {
+      return Error::from_errno(errno, "mmap", fmt::format("{} region {} at {:#x}+{:#x}",
+                                                          device.bdf().to_string(), index,
+                                                          a.offset, a.size));
+    }
+    region.areas_.push_back({a.offset, a.size, base});  // unmapped by ~Region on failure
+  }
+  return region;
+}
+
+bool Region::is_mapped(std::uint64_t offset, std::uint64_t len) const noexcept {
+  return address(offset, len) != nullptr;
+}
+
+volatile void* Region::address(std::uint64_t offset, std::uint64_t len) const noexcept {
+  for (const Area& a : areas_) {
+    if (offset >= a.offset && offset - a.offset <= a.size && a.size - (offset - a.offset) >= len) {
+      return static_cast<volatile std::uint8_t*>(a.base) + (offset - a.offset);
+    }
+  }
+  return nullptr;
+}
+
+bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const noexcept {
+  if (!readable_ || offset > size_ || size_ - offset < len) {
+    log_error("read of {} bytes at {:#x} outside readable region {}", len, offset, index_);
+    return false;
+  }
+  const ssize_t n = sys_->pread(device_fd_, out, len, static_cast<off_t>(fd_offset_ + offset));
+  if (n != static_cast<ssize_t>(len)) {
+    log_error("pread of region {} at {:#x} failed: errno {}", index_, offset, errno);
+    return false;
+  }
+  return true;
+}
+
+void Region::slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept {
+  if (!writable_ || offset > size_ || size_ - offset < len) {
+    log_error("write of {} bytes at {:#x} outside writable region {}", len, offset, index_);
+    return;
+  }
+  const ssize_t n = sys_->pwrite(device_fd_, in, len, static_cast<off_t>(fd_offset_ + offset));
+  if (n != static_cast<ssize_t>(len)) {
+    log_error("pwrite of region {} at {:#x} failed: errno {}", index_, offset, errno);
+  }
+}
+
+}  // namespace vfe::mmio

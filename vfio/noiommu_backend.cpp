@@ -1,0 +1,106 @@
+#include "vfio/noiommu_backend.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "base/log.hpp"
+#include "base/units.hpp"
+#include "vfio/uapi.hpp"
+
+namespace vfe::vfio {
+namespace {
+
+constexpr std::uint64_t kPage = 4096;
+constexpr std::uint64_t kPfnMask = (std::uint64_t{1} << 55) - 1;  // pagemap bits 0-54
+constexpr std::uint64_t kPresent = std::uint64_t{1} << 63;
+
+}  // namespace
+
+Result<std::shared_ptr<NoIommuBackend>> NoIommuBackend::create(Sys& sys) {
+  VFE_TRY_ASSIGN(auto container, LegacyContainer::create(sys, VFIO_NOIOMMU_IOMMU));
+  log_warn(
+      "no-IOMMU mode: devices opened here are NOT isolated; their DMA reaches all physical "
+      "memory, and a faulty device or driver can corrupt the kernel. Use it only on machines "
+      "without an IOMMU, for development.");
+  return std::make_shared<NoIommuBackend>(sys, std::move(container));
+}
+
+Result<Fd> NoIommuBackend::open_device(const Bdf& bdf) { return container_.open_device(bdf); }
+
+Result<std::uint64_t> NoIommuBackend::physical_address(const void* vaddr, std::uint64_t size) {
+  const auto va = reinterpret_cast<std::uintptr_t>(vaddr);
+  const std::uint64_t pages = size / kPage;
+  Fd pagemap(sys().open("/proc/self/pagemap", O_RDONLY));
+  if (!pagemap) {
+    return Error::from_errno(errno, "open", "/proc/self/pagemap");
+  }
+  std::vector<std::uint64_t> entries(pages);
+  const auto bytes = static_cast<ssize_t>(pages * sizeof(std::uint64_t));
+  if (sys().pread(pagemap.get(), entries.data(), static_cast<std::size_t>(bytes),
+                  static_cast<off_t>(va / kPage * sizeof(std::uint64_t))) != bytes) {
+    return Error::from_errno(errno != 0 ? errno : EIO, "pread", "/proc/self/pagemap");
+  }
+  const std::uint64_t first_pfn = entries[0] & kPfnMask;
+  if ((entries[0] & kPresent) == 0 || first_pfn == 0) {
+    return Error::from_errno(EPERM, "read /proc/self/pagemap",
+                             "the kernel hides physical addresses without CAP_SYS_ADMIN; no-IOMMU "
+                             "mode must run as root");
+  }
+  for (std::uint64_t i = 1; i < pages; ++i) {
+    if ((entries[i] & kPresent) == 0 || (entries[i] & kPfnMask) != first_pfn + i) {
+      return Error::invalid("map DMA (no-IOMMU)",
+                            fmt::format("the {} bytes at {:#x} are not physically contiguous "
+                                        "(page {} breaks the run); use one hugepage per buffer",
+                                        size, va, i));
+    }
+  }
+  return first_pfn * kPage + va % kPage;
+}
+
+Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
+                                          std::uint64_t /*iova*/) {
+  const auto va = reinterpret_cast<std::uintptr_t>(vaddr);
+  if (size == 0 || !is_aligned(va, kPage) || !is_aligned(size, kPage)) {
+    return Error::invalid("map DMA (no-IOMMU)",
+                          fmt::format("{} bytes at {:#x}: address and size must be non-zero "
+                                      "multiples of 4096",
+                                      size, va));
+  }
+  // Lock first: it faults the pages in, so pagemap has their frames, and keeps them resident.
+  if (sys().mlock(vaddr, size) != 0) {
+    return Error::from_errno(errno, "mlock",
+                             fmt::format("{} bytes: raise RLIMIT_MEMLOCK (ulimit -l) to cover "
+                                         "all DMA memory",
+                                         size));
+  }
+  auto phys = physical_address(vaddr, size);
+  if (!phys) {
+    sys().munlock(vaddr, size);
+    return phys;
+  }
+  const std::lock_guard lock(mu_);
+  pinned_[*phys] = {vaddr, size};
+  return phys;
+}
+
+Result<void> NoIommuBackend::unmap(std::uint64_t iova, std::uint64_t size) {
+  const std::lock_guard lock(mu_);
+  const auto it = pinned_.find(iova);
+  if (it == pinned_.end() || it->second.size != size) {
+    return Error::from_errno(ENOENT, "unmap DMA (no-IOMMU)",
+                             fmt::format("{} bytes at {:#x} are not mapped (double unmap?)", size,
+                                         iova));
+  }
+  sys().munlock(it->second.vaddr, it->second.size);
+  pinned_.erase(it);
+  return ok();
+}
+
+Result<std::vector<IovaRange>> NoIommuBackend::iova_ranges() {
+  return std::vector<IovaRange>{{0, (std::uint64_t{1} << 52) - 1}};
+}
+
+}  // namespace vfe::vfio
