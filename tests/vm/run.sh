@@ -97,10 +97,14 @@ for i in 0 1; do
   [[ -f $disk_dir/nvme$i.img ]] || truncate -s 64M "$disk_dir/nvme$i.img"
 done
 append="console=ttyS0 panic=-1 loglevel=4 rdinit=/init"
-qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m 1G -nodefaults -display none
-  -no-reboot -serial stdio -kernel "$kernel" -initrd "$work/initrd.gz"
-  -object memory-backend-ram,id=mem0,size=512M -numa node,nodeid=0,cpus=0,memdev=mem0
-  -object memory-backend-ram,id=mem1,size=512M -numa node,nodeid=1,cpus=1,memdev=mem1
+# Without an IOMMU a device sees physical addresses, and edu drives only 28 address bits: the
+# no-IOMMU guest gets 256 MiB in all, so every page it has lies below 256 MiB.
+node_mem=512M
+[[ $mode == noiommu ]] && node_mem=128M
+qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -nodefaults
+  -display none -no-reboot -serial stdio -kernel "$kernel" -initrd "$work/initrd.gz"
+  -object memory-backend-ram,id=mem0,size=$node_mem -numa node,nodeid=0,cpus=0,memdev=mem0
+  -object memory-backend-ram,id=mem1,size=$node_mem -numa node,nodeid=1,cpus=1,memdev=mem1
   -device pxb-pcie,id=pxb1,bus_nr=0x80,numa_node=1,bus=pcie.0
   -device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1
   -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw"

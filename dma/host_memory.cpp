@@ -1,0 +1,111 @@
+#include "dma/host_memory.hpp"
+
+#include <fmt/format.h>
+#include <hwloc.h>
+#include <linux/memfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "base/fd.hpp"
+#include "base/log.hpp"
+#include "base/units.hpp"
+
+namespace vfe::dma {
+namespace {
+
+constexpr std::uint64_t kSmallPage = 4096;
+constexpr std::uint64_t kHugePage = 2 * kMiB;
+
+// One hwloc topology for memory binding, loaded on first use and kept for the process.
+hwloc_topology_t topology() {
+  static hwloc_topology_t topo = [] {
+    hwloc_topology_t t = nullptr;
+    if (hwloc_topology_init(&t) != 0 || hwloc_topology_load(t) != 0) {
+      log_warn("hwloc could not load the topology; NUMA binding is unavailable");
+      return static_cast<hwloc_topology_t>(nullptr);
+    }
+    return t;
+  }();
+  return topo;
+}
+
+Result<void> bind_to_node(void* data, std::uint64_t size, int node) {
+  hwloc_topology_t topo = topology();
+  hwloc_obj_t obj = topo != nullptr ? hwloc_get_numanode_obj_by_os_index(topo, static_cast<unsigned>(node))
+                                    : nullptr;
+  if (obj == nullptr) {
+    return Error::invalid("bind DMA memory", fmt::format("there is no NUMA node {} on this machine",
+                                                         node));
+  }
+  if (hwloc_set_area_membind(topo, data, size, obj->nodeset, HWLOC_MEMBIND_BIND,
+                             HWLOC_MEMBIND_BYNODESET | HWLOC_MEMBIND_STRICT) != 0) {
+    return Error::from_errno(errno, "hwloc_set_area_membind", fmt::format("node {}", node));
+  }
+  return ok();
+}
+
+// Maps `size` bytes backed by 2 MiB hugepages, or nothing (nullptr) when none can be had.
+void* map_hugepages(std::uint64_t size) {
+  Fd fd(::memfd_create("vfe-dma", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB));
+  if (!fd || ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    return nullptr;
+  }
+  // MAP_SHARED of a hugetlb memfd reserves the pages now: no SIGBUS on first touch later.
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+Result<HostMemory> HostMemory::allocate(std::uint64_t size, const MemoryOptions& options) {
+  if (size == 0 || align_up_overflows(size, kHugePage)) {
+    return Error::invalid("allocate DMA memory", fmt::format("{} bytes is not a usable size", size));
+  }
+  std::uint64_t page = kSmallPage;
+  void* data = nullptr;
+  if (options.hugepages) {
+    data = map_hugepages(align_up(size, kHugePage));
+    page = data != nullptr ? kHugePage : kSmallPage;
+  }
+  if (data == nullptr) {
+    data = ::mmap(nullptr, align_up(size, kSmallPage), PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) {
+      return Error::from_errno(errno, "mmap", fmt::format("{} bytes of DMA memory", size));
+    }
+  }
+  HostMemory mem(data, align_up(size, page), page);
+  if (options.numa_node >= 0) {
+    VFE_TRY(bind_to_node(mem.data_, mem.size_, options.numa_node));  // before the first touch
+  }
+  // Touch every page now so the memory is there (and on the bound node) before it is pinned.
+  std::memset(mem.data_, 0, mem.size_);
+  return mem;
+}
+
+HostMemory::HostMemory(HostMemory&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      page_size_(other.page_size_) {}
+
+HostMemory& HostMemory::operator=(HostMemory&& other) noexcept {
+  if (this != &other) {
+    HostMemory old(std::move(*this));
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    page_size_ = other.page_size_;
+  }
+  return *this;
+}
+
+HostMemory::~HostMemory() {
+  if (data_ != nullptr && ::munmap(data_, size_) != 0) {
+    log_warn("munmap of {} bytes of DMA memory failed: {}", size_, std::strerror(errno));
+  }
+}
+
+}  // namespace vfe::dma

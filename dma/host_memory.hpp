@@ -1,0 +1,54 @@
+#pragma once
+/// \file
+/// `HostMemory`: process memory suitable for DMA (populated, page aligned, optionally on 2 MiB
+/// hugepages and on a chosen NUMA node).
+
+#include <cstdint>
+
+#include "base/result.hpp"
+
+namespace vfe::dma {
+
+/// How to allocate DMA memory.
+struct MemoryOptions {
+  /// Prefer 2 MiB hugepages (memfd with MFD_HUGETLB); fall back to 4 KiB pages when none are
+  /// reserved (/proc/sys/vm/nr_hugepages). false: always 4 KiB pages.
+  bool hugepages = true;
+  /// Bind the memory to this NUMA node (through hwloc) before it is touched; -1: the kernel's
+  /// default policy (usually the node of the allocating thread).
+  int numa_node = -1;
+};
+
+/// A populated, page-aligned mapping of anonymous memory. Move-only; unmapped on destruction.
+/// The size is rounded up to the page size used. Not pinned: mapping it for DMA pins it.
+class HostMemory {
+ public:
+  [[nodiscard]] static Result<HostMemory> allocate(std::uint64_t size, const MemoryOptions& options);
+
+  HostMemory(HostMemory&& other) noexcept;
+  HostMemory& operator=(HostMemory&& other) noexcept;
+  HostMemory(const HostMemory&) = delete;
+  HostMemory& operator=(const HostMemory&) = delete;
+  ~HostMemory();
+
+  [[nodiscard]] void* data() const noexcept { return data_; }
+  [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+  /// Forgets the memory without unmapping it. Only for memory a device may still reach (its
+  /// IOMMU mapping could not be removed): leaking it is safer than handing it back.
+  void leak() noexcept {
+    data_ = nullptr;
+    size_ = 0;
+  }
+  /// 4096 or 2 MiB: what backs the memory.
+  [[nodiscard]] std::uint64_t page_size() const noexcept { return page_size_; }
+
+ private:
+  HostMemory(void* data, std::uint64_t size, std::uint64_t page_size) noexcept
+      : data_(data), size_(size), page_size_(page_size) {}
+
+  void* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint64_t page_size_ = 0;
+};
+
+}  // namespace vfe::dma
