@@ -148,3 +148,50 @@ Result<void> Device::reset() {
 }
 
 }  // namespace vfe::vfio
+
+namespace vfe::vfio {
+
+Result<void> Device::hot_reset() {
+  // Which groups (legacy) or devices (cdev) the bus reset touches: ask with room for none, then
+  // again with room for the count the kernel returned.
+  std::vector<std::uint8_t> buf(sizeof(vfio_pci_hot_reset_info));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto* info = reinterpret_cast<vfio_pci_hot_reset_info*>(buf.data());
+    info->argsz = static_cast<std::uint32_t>(buf.size());
+    if (sys().ioctl_ptr(fd(), VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info) == 0) {
+      break;
+    }
+    if (errno != ENOSPC || attempt == 1) {
+      const int err = errno;
+      return Error::from_errno(err == ENODEV ? ENOTSUP : err, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+                               err == ENODEV ? bdf_.to_string() + " has no bus the kernel can reset "
+                                                                  "(no reset-capable bridge above it)"
+                                             : bdf_.to_string());
+    }
+    buf.resize(sizeof(vfio_pci_hot_reset_info) + info->count * sizeof(vfio_pci_dependent_device));
+  }
+  vfio_pci_hot_reset_info head{};
+  std::memcpy(&head, buf.data(), sizeof(head));
+  std::vector<std::uint32_t> groups;
+  for (std::uint32_t i = 0; i < head.count; ++i) {
+    vfio_pci_dependent_device d{};
+    std::memcpy(&d, buf.data() + sizeof(head) + i * sizeof(d), sizeof(d));
+    groups.push_back(d.group_id);
+  }
+  VFE_TRY_ASSIGN(const std::vector<int> fds, backend_->hot_reset_group_fds(groups));
+  std::vector<std::uint8_t> req(sizeof(vfio_pci_hot_reset) + fds.size() * sizeof(std::int32_t));
+  vfio_pci_hot_reset reset{};
+  reset.argsz = static_cast<std::uint32_t>(req.size());
+  reset.count = static_cast<std::uint32_t>(fds.size());
+  std::memcpy(req.data(), &reset, sizeof(reset));
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    const std::int32_t fd32 = fds[i];
+    std::memcpy(req.data() + sizeof(reset) + i * sizeof(fd32), &fd32, sizeof(fd32));
+  }
+  if (sys().ioctl_ptr(fd(), VFIO_DEVICE_PCI_HOT_RESET, req.data()) != 0) {
+    return Error::from_errno(errno, "VFIO_DEVICE_PCI_HOT_RESET", bdf_.to_string());
+  }
+  return ok();
+}
+
+}  // namespace vfe::vfio

@@ -84,6 +84,12 @@ class Device {
   /// first; registers read back as after power-on, bus mastering is off.
   [[nodiscard]] Result<void> reset();
 
+  /// VFIO_DEVICE_PCI_HOT_RESET: a secondary bus reset of the bus the function sits on, where the
+  /// kernel allows one (a bridge above it that can reset its bus). Every function on that bus is
+  /// reset; this process must own all of them (legacy API: their groups are open in this
+  /// backend). A function with no resettable bus (a root-complex endpoint) gets ENOTSUP.
+  [[nodiscard]] Result<void> hot_reset();
+
  private:
   // Releases the backend's claim on the function when the Device goes.
   class Claim {

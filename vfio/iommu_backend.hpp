@@ -57,6 +57,16 @@ class IommuBackend {
   /// True when the backend, not the caller, decides the IOVA (no-IOMMU).
   [[nodiscard]] virtual bool chooses_iova() const noexcept { return false; }
 
+  /// The group fds VFIO_DEVICE_PCI_HOT_RESET needs to prove this process owns every group a bus
+  /// reset touches (legacy API); empty for iommufd, where the kernel checks ownership through
+  /// the iommufd the devices are bound to. An affected group this backend does not hold is an
+  /// error naming it.
+  [[nodiscard]] virtual Result<std::vector<int>> hot_reset_group_fds(
+      const std::vector<std::uint32_t>& groups) {
+    static_cast<void>(groups);
+    return std::vector<int>{};
+  }
+
   /// Records that this process has `bdf` open through this backend; EBUSY if it already has.
   /// VFIO itself lets one group hand out a device fd twice, but two owners of one function
   /// (both resetting it, both enabling its interrupts) is a bug `Device::open` refuses.

@@ -106,19 +106,27 @@ Result<std::vector<IovaRange>> IommufdBackend::iova_ranges() {
   // Ask for the count first (the kernel answers EMSGSIZE with num_iovas set), then the ranges.
   std::vector<iommu_iova_range> ranges;
   iommu_ioas_iova_ranges req{};
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  bool complete = false;
+  for (int attempt = 0; attempt < 3 && !complete; ++attempt) {
     req = {};
     req.size = sizeof(req);
     req.ioas_id = ioas_id_;
     req.num_iovas = static_cast<std::uint32_t>(ranges.size());
     req.allowed_iovas = reinterpret_cast<std::uintptr_t>(ranges.data());
     if (sys().ioctl_ptr(iommufd_.get(), IOMMU_IOAS_IOVA_RANGES, &req) == 0) {
-      break;
-    }
-    if (errno != EMSGSIZE) {
+      complete = true;
+    } else if (errno != EMSGSIZE) {
       return Error::from_errno(errno, "IOMMU_IOAS_IOVA_RANGES", "/dev/iommu");
+    } else {
+      ranges.resize(req.num_iovas);
     }
-    ranges.resize(req.num_iovas);
+  }
+  // Still EMSGSIZE: the buffer holds fewer ranges than there are, the rest zeros. Never report
+  // those as usable IOVA windows.
+  if (!complete) {
+    return Error::from_errno(EMSGSIZE, "IOMMU_IOAS_IOVA_RANGES",
+                             "the IOVA ranges kept changing while being read (devices attaching?); "
+                             "try again");
   }
   ranges.resize(std::min<std::size_t>(ranges.size(), req.num_iovas));
   std::vector<IovaRange> out;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "vfio/sysfs.hpp"
@@ -95,6 +96,25 @@ Result<int> LegacyContainer::attach_group(const Bdf& bdf) {
   const int raw = fd.get();
   groups_.emplace(*group, std::move(fd));
   return raw;
+}
+
+Result<std::vector<int>> LegacyContainer::group_fds(const std::vector<std::uint32_t>& groups) {
+  const std::lock_guard lock(mu_);
+  std::vector<int> fds;
+  for (const std::uint32_t g : groups) {
+    const auto it = groups_.find(std::to_string(g));
+    if (it == groups_.end()) {
+      return Error::from_errno(EPERM, "VFIO_DEVICE_PCI_HOT_RESET",
+                               fmt::format("the bus reset also resets IOMMU group {}, which this "
+                                           "process has not opened; open its devices through the "
+                                           "same backend first",
+                                           g));
+    }
+    if (std::find(fds.begin(), fds.end(), it->second.get()) == fds.end()) {
+      fds.push_back(it->second.get());
+    }
+  }
+  return fds;
 }
 
 Result<Fd> LegacyContainer::open_device(const Bdf& bdf) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "base/fd.hpp"
 #include "base/result.hpp"
@@ -26,6 +27,9 @@ class LegacyContainer {
   /// The device fd of `bdf`, its group opened, checked for viability and attached first if this
   /// is the group's first device.
   [[nodiscard]] Result<Fd> open_device(const Bdf& bdf);
+
+  /// The fds of `groups` (by number), for a hot reset; a group not attached here is an error.
+  [[nodiscard]] Result<std::vector<int>> group_fds(const std::vector<std::uint32_t>& groups);
 
   [[nodiscard]] int fd() const noexcept { return container_.get(); }
   [[nodiscard]] Sys& sys() const noexcept { return *sys_; }

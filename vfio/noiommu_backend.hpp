@@ -21,6 +21,10 @@ class NoIommuBackend final : public IommuBackend {
   [[nodiscard]] static Result<std::shared_ptr<NoIommuBackend>> create(Sys& sys);
 
   [[nodiscard]] Result<Fd> open_device(const Bdf& bdf) override;
+  [[nodiscard]] Result<std::vector<int>> hot_reset_group_fds(
+      const std::vector<std::uint32_t>& groups) override {
+    return container_.group_fds(groups);
+  }
   /// Ignores `iova`; returns the physical address of `vaddr`.
   [[nodiscard]] Result<std::uint64_t> map(const void* vaddr, std::uint64_t size,
                                           std::uint64_t iova) override;

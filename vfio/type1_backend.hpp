@@ -15,6 +15,10 @@ class Type1Backend final : public IommuBackend {
   [[nodiscard]] static Result<std::shared_ptr<Type1Backend>> create(Sys& sys);
 
   [[nodiscard]] Result<Fd> open_device(const Bdf& bdf) override;
+  [[nodiscard]] Result<std::vector<int>> hot_reset_group_fds(
+      const std::vector<std::uint32_t>& groups) override {
+    return container_.group_fds(groups);
+  }
   [[nodiscard]] Result<std::uint64_t> map(const void* vaddr, std::uint64_t size,
                                           std::uint64_t iova) override;
   [[nodiscard]] Result<void> unmap(std::uint64_t iova, std::uint64_t size) override;

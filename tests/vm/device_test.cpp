@@ -109,6 +109,34 @@ TEST(Nvme, ResetRestoresRegistersAndLeavesTheControllerReadable) {
   EXPECT_EQ(bar0->read32(kNvmeVs), vs);
 }
 
+TEST(Nvme, HotResetWhereTheBusAllowsIt) {
+  // The NVMe behind the pxb-pcie root port sits on a bus its port can reset.
+  const vfio::Bdf behind_port = vmtest::devices_of("nvme").at(1);
+  ASSERT_EQ(behind_port.bus, 0x81);
+  Device dev = open_or_fail(behind_port);
+  auto bar0 = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
+  ASSERT_TRUE(bar0);
+  bar0->write32(kNvmeCc, 0x00460000);
+  auto r = dev.hot_reset();
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(bar0->read32(kNvmeCc), 0U) << "the bus reset clears CC";
+  EXPECT_EQ(bar0->read32(kNvmeVs) >> 16, 1U);
+  // A root-complex endpoint has no bus to reset: a clear refusal, not a silent success.
+  Device root = open_or_fail(vmtest::devices_of("nvme").at(0));
+  auto refused = root.hot_reset();
+  ASSERT_FALSE(refused);
+  EXPECT_FALSE(refused.error().message().empty());
+}
+
+TEST(Nvme, ReqInterruptIsOfferedAndDeliverable) {
+  const Device dev = open_or_fail(vmtest::devices_of("nvme").at(0));
+  auto req = irq::IrqSet::enable(dev, irq::IrqIndex::req, 1);
+  ASSERT_TRUE(req) << req.error().message();
+  ASSERT_TRUE(req->trigger(0));
+  auto fired = req->wait(0, 2000ms);
+  ASSERT_TRUE(fired) << fired.error().message();
+}
+
 TEST(Edu, LivenessAndFactorialThroughTheBar) {
   const Device dev = open_or_fail(vmtest::devices_of("edu").at(0));
   auto bar = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
