@@ -100,9 +100,11 @@ Result<void> IrqSet::set_irqs(std::uint32_t flags, std::uint32_t start, std::uin
   auto buf = build_irq_set(flags, index_, start, count, fds);
   if (device_->sys().ioctl_ptr(device_->fd(), VFIO_DEVICE_SET_IRQS, buf.data()) != 0) {
     return Error::from_errno(errno, "VFIO_DEVICE_SET_IRQS",
-                             fmt::format("{} {} {} vectors {}..{}", what,
-                                         device_->bdf().to_string(), to_string(index_), start,
-                                         start + count));
+                             count == 0 ? fmt::format("{} {} {}", what, device_->bdf().to_string(),
+                                                      to_string(index_))
+                                        : fmt::format("{} {} {}: {} vector(s) from {}", what,
+                                                      device_->bdf().to_string(),
+                                                      to_string(index_), count, start));
   }
   return ok();
 }

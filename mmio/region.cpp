@@ -80,12 +80,12 @@ volatile void* Region::address(std::uint64_t offset, std::uint64_t len) const no
 
 bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const noexcept {
   if (!readable_ || offset > size_ || size_ - offset < len) {
-    log_error("read of {} bytes at {:#x} outside readable region {}", len, offset, index_);
+    complain("read of {} bytes at {:#x} outside readable region {}", len, offset, index_);
     return false;
   }
   const ssize_t n = sys_->pread(device_fd_, out, len, static_cast<off_t>(fd_offset_ + offset));
   if (n != static_cast<ssize_t>(len)) {
-    log_error("pread of region {} at {:#x} failed: errno {}", index_, offset, errno);
+    complain("pread of region {} at {:#x} failed: errno {}", index_, offset, errno);
     return false;
   }
   return true;
@@ -93,12 +93,12 @@ bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const n
 
 void Region::slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept {
   if (!writable_ || offset > size_ || size_ - offset < len) {
-    log_error("write of {} bytes at {:#x} outside writable region {}", len, offset, index_);
+    complain("write of {} bytes at {:#x} outside writable region {}", len, offset, index_);
     return;
   }
   const ssize_t n = sys_->pwrite(device_fd_, in, len, static_cast<off_t>(fd_offset_ + offset));
   if (n != static_cast<ssize_t>(len)) {
-    log_error("pwrite of region {} at {:#x} failed: errno {}", index_, offset, errno);
+    complain("pwrite of region {} at {:#x} failed: errno {}", index_, offset, errno);
   }
 }
 

@@ -3,9 +3,11 @@
 /// `Region` (and `Bar`): a device region mapped into the process, with register access.
 
 #include <cstdint>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
+#include "base/log.hpp"
 #include "base/result.hpp"
 #include "mmio/barrier.hpp"
 #include "vfio/device.hpp"
@@ -84,6 +86,13 @@ class Region {
     slow_write(offset, &v, sizeof(T));
   }
   bool slow_read(std::uint64_t offset, void* out, std::size_t len) const noexcept;
+  // Logs the first bad access of this region only: these run on the data path.
+  template <class... Args>
+  void complain(fmt::format_string<Args...> format, Args&&... args) const noexcept {
+    if (!complained_.exchange(true, std::memory_order_relaxed)) {
+      log_error(format, std::forward<Args>(args)...);
+    }
+  }
   void slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept;
 
   vfio::Sys* sys_;
@@ -94,6 +103,7 @@ class Region {
   bool readable_;
   bool writable_;
   std::vector<Area> areas_;  // sorted; usually one covering the whole region
+  mutable std::atomic<bool> complained_{false};  // a bad access is logged once, not per access
 };
 
 /// A PCI BAR is a region with index 0..5 (VFIO_PCI_BAR0_REGION_INDEX..BAR5).

@@ -99,20 +99,11 @@ Result<RegionInfo> Device::region_info(std::uint32_t index) const {
                           fmt::format("{} has {} regions, not {}", bdf_.to_string(), num_regions_,
                                       index + 1));
   }
-  std::vector<std::uint8_t> buf(sizeof(vfio_region_info));
-  for (int attempt = 0; attempt < 2; ++attempt) {  // again with the size the kernel asks for
-    auto* info = reinterpret_cast<vfio_region_info*>(buf.data());
-    info->argsz = static_cast<std::uint32_t>(buf.size());
-    info->index = index;
-    if (sys().ioctl_ptr(fd(), VFIO_DEVICE_GET_REGION_INFO, info) != 0) {
-      return Error::from_errno(errno, "VFIO_DEVICE_GET_REGION_INFO",
-                               fmt::format("{} region {}", bdf_.to_string(), index));
-    }
-    if (info->argsz <= buf.size()) {
-      break;
-    }
-    buf.assign(info->argsz, 0);
-  }
+  const auto set_index = [](void* req, std::uint32_t i) { static_cast<vfio_region_info*>(req)->index = i; };
+  VFE_TRY_ASSIGN(const auto buf,
+                 get_info_with_caps(sys(), fd(), VFIO_DEVICE_GET_REGION_INFO, sizeof(vfio_region_info),
+                                    set_index, index, "VFIO_DEVICE_GET_REGION_INFO",
+                                    fmt::format("{} region {}", bdf_.to_string(), index)));
   vfio_region_info info{};
   std::memcpy(&info, buf.data(), sizeof(info));
   RegionInfo out{index, info.flags, info.size, info.offset, false, {}};

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <linux/vfio.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -31,6 +32,31 @@ Result<std::vector<InfoCap>> walk_info_caps(std::span<const std::uint8_t> buf,
     off = header.next;
   }
   return caps;
+}
+
+Result<std::vector<std::uint8_t>> get_info_with_caps(Sys& sys, int fd, unsigned long request,
+                                                     std::size_t fixed_size,
+                                                     void (*init)(void*, std::uint32_t),
+                                                     std::uint32_t init_arg, const char* op,
+                                                     const std::string& what) {
+  std::vector<std::uint8_t> buf(fixed_size);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const auto size = static_cast<std::uint32_t>(buf.size());
+    std::memcpy(buf.data(), &size, sizeof(size));  // argsz
+    if (init != nullptr) {
+      init(buf.data(), init_arg);
+    }
+    if (sys.ioctl_ptr(fd, request, buf.data()) != 0) {
+      return Error::from_errno(errno, op, what);
+    }
+    std::uint32_t wanted = 0;
+    std::memcpy(&wanted, buf.data(), sizeof(wanted));
+    if (wanted <= buf.size()) {
+      return buf;
+    }
+    buf.assign(wanted, 0);
+  }
+  return Error::from_errno(EAGAIN, op, what + ": the kernel kept asking for a larger buffer");
 }
 
 }  // namespace vfe::vfio

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/result.hpp"
+#include "vfio/sys.hpp"
 
 namespace vfe::vfio {
 
@@ -25,5 +27,14 @@ struct InfoCap {
 /// or cyclic chain is an EINVAL error, never a loop or an out-of-bounds read.
 [[nodiscard]] Result<std::vector<InfoCap>> walk_info_caps(std::span<const std::uint8_t> buf,
                                                           std::uint32_t first);
+
+/// Calls a VFIO "get info" ioctl whose struct starts with `__u32 argsz` and may be followed by
+/// capabilities: first with `fixed_size` bytes, then, if the kernel asks for more (it raises
+/// argsz), once more with that much. `init` fills the request's input fields (an index) before
+/// each call. Returns the whole buffer. A kernel that asks for more again is an error (EAGAIN):
+/// carrying on would drop capabilities silently.
+[[nodiscard]] Result<std::vector<std::uint8_t>> get_info_with_caps(
+    Sys& sys, int fd, unsigned long request, std::size_t fixed_size, void (*init)(void*, std::uint32_t),
+    std::uint32_t init_arg, const char* op, const std::string& what);
 
 }  // namespace vfe::vfio

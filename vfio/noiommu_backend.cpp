@@ -39,9 +39,11 @@ Result<std::uint64_t> NoIommuBackend::physical_address(const void* vaddr, std::u
   }
   std::vector<std::uint64_t> entries(pages);
   const auto bytes = static_cast<ssize_t>(pages * sizeof(std::uint64_t));
-  if (sys().pread(pagemap.get(), entries.data(), static_cast<std::size_t>(bytes),
-                  static_cast<off_t>(va / kPage * sizeof(std::uint64_t))) != bytes) {
-    return Error::from_errno(errno != 0 ? errno : EIO, "pread", "/proc/self/pagemap");
+  const ssize_t got = sys().pread(pagemap.get(), entries.data(), static_cast<std::size_t>(bytes),
+                                  static_cast<off_t>(va / kPage * sizeof(std::uint64_t)));
+  if (got != bytes) {
+    return Error::from_errno(got < 0 ? errno : EIO, "pread",
+                             fmt::format("/proc/self/pagemap: {} of {} bytes", got, bytes));
   }
   const std::uint64_t first_pfn = entries[0] & kPfnMask;
   if ((entries[0] & kPresent) == 0 || first_pfn == 0) {
@@ -82,7 +84,12 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
     return phys;
   }
   const std::lock_guard lock(mu_);
-  pinned_[*phys] = {vaddr, size};
+  // mlock does not nest: a second mapping of the same pages must not exist, or unmapping one
+  // would unpin the other. (The pages were locked already, so leaving them locked is right.)
+  if (!pinned_.emplace(*phys, Pinned{vaddr, size}).second) {
+    return Error::from_errno(EEXIST, "map DMA (no-IOMMU)",
+                             fmt::format("the memory at physical {:#x} is already mapped", *phys));
+  }
   return phys;
 }
 

@@ -68,19 +68,9 @@ Result<void> Type1Backend::unmap(std::uint64_t iova, std::uint64_t size) {
 }
 
 Result<Type1Backend::Info> Type1Backend::get_info() {
-  // The kernel tells how large the buffer must be for all capabilities: ask twice.
-  std::vector<std::uint8_t> buf(sizeof(vfio_iommu_type1_info));
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf.data());
-    info->argsz = static_cast<std::uint32_t>(buf.size());
-    if (sys().ioctl_ptr(container_.fd(), VFIO_IOMMU_GET_INFO, info) != 0) {
-      return Error::from_errno(errno, "VFIO_IOMMU_GET_INFO", "type1 container");
-    }
-    if (info->argsz <= buf.size()) {
-      break;
-    }
-    buf.assign(info->argsz, 0);
-  }
+  VFE_TRY_ASSIGN(const auto buf, get_info_with_caps(sys(), container_.fd(), VFIO_IOMMU_GET_INFO,
+                                                  sizeof(vfio_iommu_type1_info), nullptr, 0,
+                                                  "VFIO_IOMMU_GET_INFO", "type1 container"));
   vfio_iommu_type1_info info{};
   std::memcpy(&info, buf.data(), sizeof(info));
   Info out;

@@ -4,50 +4,15 @@
 #include <stdlib.h>
 
 #include <filesystem>
-#include <fstream>
 
+#include "tests/unit/support/fake_sysfs.hpp"
 #include "vfio/probe.hpp"
 
 namespace vfe::vfio {
 namespace {
 namespace fs = std::filesystem;
 
-// A scratch sysfs tree, pointed to by VFE_SYSFS_ROOT for the lifetime of the fixture.
-class FakeSysfs : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vfe-sysfs-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    ::setenv("VFE_SYSFS_ROOT", root_.c_str(), 1);
-    fs::create_directories(root_ / "bus/pci/drivers/vfio-pci");
-    fs::create_directories(root_ / "bus/pci/drivers/nvme");
-  }
-  void TearDown() override {
-    ::unsetenv("VFE_SYSFS_ROOT");
-    fs::remove_all(root_);
-  }
-
-  void add_device(const std::string& bdf, const char* driver, const char* group, int node) {
-    const fs::path dev = root_ / "devices/pci0000:00" / bdf;
-    fs::create_directories(dev);
-    fs::create_directories(root_ / "bus/pci/devices");
-    fs::create_directory_symlink(dev, root_ / "bus/pci/devices" / bdf);
-    if (driver != nullptr) {
-      fs::create_directory_symlink(root_ / "bus/pci/drivers" / driver, dev / "driver");
-    }
-    if (group != nullptr) {
-      const fs::path g = root_ / "kernel/iommu_groups" / group;
-      fs::create_directories(g / "devices");
-      fs::create_directory_symlink(g, dev / "iommu_group");
-      fs::create_directory_symlink(dev, g / "devices" / bdf);
-    }
-    std::ofstream(dev / "numa_node") << node << "\n";
-    std::ofstream(dev / "vendor") << "0x1b36\n";
-  }
-
-  fs::path root_;
-};
+using test::FakeSysfs;
 
 const Bdf kNvme{0, 0, 4, 0};
 const Bdf kOther{0, 0, 5, 0};

@@ -1,0 +1,221 @@
+#include "vfio/noiommu_backend.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/log.hpp"
+#include "tests/unit/support/fake_vfio.hpp"
+
+namespace vfe::vfio {
+namespace {
+
+using vfe::test::error_of;
+using test::fail;
+using test::kDevice;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr std::uintptr_t kVa = 0x7f1234400000;
+const void* const kBuf = reinterpret_cast<const void*>(kVa);  // never touched: mlock is faked
+constexpr std::uint64_t kPresent = std::uint64_t{1} << 63;
+
+std::vector<std::string>& warnings() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+void capture(LogLevel level, std::string_view message) noexcept {
+  if (level == LogLevel::warn) {
+    warnings().emplace_back(message);
+  }
+}
+
+class NoIommuTest : public test::VfioFixture {
+ protected:
+  void SetUp() override {
+    VfioFixture::SetUp();
+    set_group_name("7", "vfio-noiommu");
+    saved_level_ = log_level();
+    set_log_level(LogLevel::warn);
+    warnings().clear();
+    set_log_sink(capture);
+  }
+  void TearDown() override {
+    set_log_sink(nullptr);
+    set_log_level(saved_level_);
+    VfioFixture::TearDown();
+  }
+
+  std::shared_ptr<NoIommuBackend> backend() {
+    auto b = NoIommuBackend::create(sys_);
+    EXPECT_TRUE(b) << b.error().message();
+    return b ? *b : nullptr;
+  }
+
+  // /proc/self/pagemap holds `entries` for the pages from kVa on (one 64-bit entry per page).
+  void script_pagemap(std::vector<std::uint64_t> entries) {
+    sys_.on_pread("/proc/self/pagemap",
+                  [entries = std::move(entries)](void* buf, std::size_t count, off_t offset) {
+                    const auto first = static_cast<off_t>(kVa / 4096 * 8);
+                    if (offset != first || count > entries.size() * 8) {
+                      return static_cast<ssize_t>(fail(EINVAL));
+                    }
+                    std::memcpy(buf, entries.data(), count);
+                    return static_cast<ssize_t>(count);
+                  });
+  }
+
+  LogLevel saved_level_ = LogLevel::warn;
+};
+
+TEST_F(NoIommuTest, CreatingItLogsTheUnsafeWarning) {
+  std::vector<unsigned long> asked;
+  sys_.on_val(VFIO_CHECK_EXTENSION, [&](int, unsigned long type) {
+    asked.push_back(type);
+    return 1;
+  });
+  auto b = make_backend(IommuMode::noiommu, sys_);
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ((*b)->mode(), IommuMode::noiommu);
+  EXPECT_TRUE((*b)->chooses_iova());
+  EXPECT_THAT(asked, ElementsAre(VFIO_NOIOMMU_IOMMU));
+  ASSERT_EQ(warnings().size(), 1U);
+  EXPECT_THAT(warnings()[0], HasSubstr("no-IOMMU mode: devices opened here are NOT isolated; "
+                                       "their DMA reaches all physical memory"));
+}
+
+TEST_F(NoIommuTest, KernelWithoutNoIommuModeSaysHowToTurnItOn) {
+  sys_.on_val(VFIO_CHECK_EXTENSION, [](int, unsigned long) { return 0; });
+  const auto r = NoIommuBackend::create(sys_);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail,
+            "no-IOMMU mode is off: load vfio with enable_unsafe_noiommu_mode=1 (the kernel needs "
+            "CONFIG_VFIO_NOIOMMU)");
+  EXPECT_THAT(warnings(), IsEmpty());
+}
+
+TEST_F(NoIommuTest, OpensTheNoIommuGroupNode) {
+  std::vector<unsigned long> types;
+  sys_.on_val(VFIO_SET_IOMMU, [&](int, unsigned long type) {
+    types.push_back(type);
+    return 0;
+  });
+  const auto fd = backend()->open_device(kDevice);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(sys_.open_count("/dev/vfio/noiommu-7"), 1U);
+  EXPECT_EQ(sys_.open_count("/dev/vfio/7"), 0U);
+  EXPECT_THAT(types, ElementsAre(VFIO_NOIOMMU_IOMMU));
+}
+
+TEST_F(NoIommuTest, DeviceBehindAnIommuIsRefused) {
+  add_device("0000:00:05.0", "vfio-pci", "8");
+  const auto r = backend()->open_device(Bdf{0, 0, 5, 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EPERM));
+  EXPECT_EQ(r.error().detail,
+            "0000:00:05.0 is behind an IOMMU (group 8): use type1 or iommufd mode, not no-IOMMU");
+}
+
+TEST_F(NoIommuTest, MapPinsAndReturnsThePhysicalAddress) {
+  script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
+  auto b = backend();
+  const auto phys = b->map(kBuf, 8192, 0xdead000);  // the IOVA asked for is ignored
+  ASSERT_TRUE(phys) << phys.error().message();
+  EXPECT_EQ(*phys, 0x1234000U);
+  EXPECT_THAT(sys_.mlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{8192})));
+  EXPECT_THAT(sys_.munlocks(), IsEmpty());
+
+  ASSERT_TRUE(b->unmap(0x1234000, 8192));
+  EXPECT_THAT(sys_.munlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{8192})));
+  const auto again = b->unmap(0x1234000, 8192);
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().is(ENOENT));
+  EXPECT_EQ(again.error().detail, "8192 bytes at 0x1234000 are not mapped (double unmap?)");
+  EXPECT_EQ(sys_.munlocks().size(), 1U);
+}
+
+TEST_F(NoIommuTest, UnmapOfAnotherSizeChangesNothing) {
+  script_pagemap({kPresent | 0x1234});
+  auto b = backend();
+  ASSERT_TRUE(b->map(kBuf, 4096, 0));
+  EXPECT_TRUE(error_of(b->unmap(0x1234000, 8192)).is(ENOENT));
+  EXPECT_THAT(sys_.munlocks(), IsEmpty());
+  EXPECT_TRUE(b->unmap(0x1234000, 4096));
+}
+
+TEST_F(NoIommuTest, HiddenFrameNumbersNeedCapSysAdmin) {
+  for (const std::uint64_t entry : {kPresent, std::uint64_t{0x1234}}) {  // PFN 0, or not present
+    script_pagemap({entry});
+    const auto r = backend()->map(kBuf, 4096, 0);
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error().is(EPERM));
+    EXPECT_EQ(r.error().detail,
+              "the kernel hides physical addresses without CAP_SYS_ADMIN; no-IOMMU mode must run "
+              "as root");
+  }
+  EXPECT_EQ(sys_.munlocks().size(), 2U);  // each failed map gave its lock back
+}
+
+TEST_F(NoIommuTest, NonContiguousMemoryNamesThePageThatBreaksTheRun) {
+  script_pagemap({kPresent | 0x1234, kPresent | 0x1235, kPresent | 0x2000});
+  const auto r = backend()->map(kBuf, 3 * 4096, 0);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EINVAL));
+  EXPECT_EQ(r.error().detail,
+            "the 12288 bytes at 0x7f1234400000 are not physically contiguous (page 2 breaks the "
+            "run); use one hugepage per buffer");
+  EXPECT_THAT(sys_.munlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{3 * 4096})));
+}
+
+TEST_F(NoIommuTest, MlockFailureSaysToRaiseTheMemlockLimit) {
+  sys_.mlock_errno = ENOMEM;
+  const auto r = backend()->map(kBuf, 4096, 0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "mlock: 4096 bytes: raise RLIMIT_MEMLOCK (ulimit -l) to cover all DMA memory (Cannot "
+            "allocate memory)");
+  EXPECT_EQ(sys_.open_count("/proc/self/pagemap"), 0U);
+}
+
+TEST_F(NoIommuTest, UnalignedOrEmptyMappingsAreRefusedBeforePinning) {
+  auto b = backend();
+  EXPECT_TRUE(error_of(b->map(kBuf, 100, 0)).is(EINVAL));
+  EXPECT_TRUE(error_of(b->map(kBuf, 0, 0)).is(EINVAL));
+  const auto r = b->map(reinterpret_cast<const void*>(kVa + 8), 4096, 0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail,
+            "4096 bytes at 0x7f1234400008: address and size must be non-zero multiples of 4096");
+  EXPECT_THAT(sys_.mlocks(), IsEmpty());
+}
+
+TEST_F(NoIommuTest, PagemapUnreadableIsReportedAndUnpins) {
+  sys_.fail_open("/proc/self/pagemap", EACCES);
+  auto b = backend();
+  EXPECT_EQ(error_of(b->map(kBuf, 4096, 0)).message(),
+            "open: /proc/self/pagemap (Permission denied)");
+  sys_.on_pread("/proc/self/pagemap", [](void*, std::size_t, off_t) {
+    errno = 0;
+    return ssize_t{4};  // a short read without an errno
+  });
+  sys_.fail_open("/proc/self/pagemap", 0);
+  EXPECT_EQ(error_of(b->map(kBuf, 4096, 0)).message(),
+            "pread: /proc/self/pagemap: 4 of 8 bytes (Input/output error)");
+  EXPECT_EQ(sys_.munlocks().size(), 2U);
+}
+
+TEST_F(NoIommuTest, RangesAreThePhysicalAddressSpace) {
+  auto b = backend();
+  const auto ranges = b->iova_ranges();
+  ASSERT_TRUE(ranges);
+  EXPECT_THAT(*ranges, ElementsAre(IovaRange{0, (std::uint64_t{1} << 52) - 1}));
+  EXPECT_EQ(b->dma_avail(), std::nullopt);
+}
+
+}  // namespace
+}  // namespace vfe::vfio
