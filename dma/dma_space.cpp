@@ -1,6 +1,7 @@
 #include "dma/dma_space.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include "base/log.hpp"
 #include "base/scope_guard.hpp"
@@ -37,6 +38,7 @@ Result<Iova> DmaSpace::map(const void* vaddr, std::uint64_t size, std::uint64_t 
                                                  "non-zero multiples of 4096",
                                                  size, va));
   }
+  VFE_TRY(check_memlock(size));
   if (!allocator_) {
     return map_at_chosen_iova(vaddr, size);
   }
@@ -48,6 +50,7 @@ Result<Iova> DmaSpace::map(const void* vaddr, std::uint64_t size, std::uint64_t 
   unmap.dismiss();
   free_iova.dismiss();
   mappings_.fetch_add(1, std::memory_order_relaxed);
+  pinned_bytes_.fetch_add(size, std::memory_order_relaxed);
   return iova;
 }
 
@@ -65,6 +68,7 @@ Result<Iova> DmaSpace::map_at_chosen_iova(const void* vaddr, std::uint64_t size)
   VFE_TRY(map_.add(vaddr, size, Iova{phys}));
   unmap.dismiss();
   mappings_.fetch_add(1, std::memory_order_relaxed);
+  pinned_bytes_.fetch_add(size, std::memory_order_relaxed);
   return Iova{phys};
 }
 
@@ -88,7 +92,29 @@ Result<void> DmaSpace::unmap(const void* vaddr, std::uint64_t size) {
     }
   }
   mappings_.fetch_sub(1, std::memory_order_relaxed);
+  pinned_bytes_.fetch_sub(size, std::memory_order_relaxed);
   return ok();
+}
+
+Result<void> DmaSpace::check_memlock(std::uint64_t size) const {
+  vfio::Sys& sys = backend_->sys();
+  rlimit limit{};
+  if (sys.getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
+      sys.can_lock_beyond_limit()) {
+    return ok();
+  }
+  // Counts what this space pinned; other pins of the process (another DmaSpace, mlock) add to
+  // it, and the kernel's own check stays the last word (ENOMEM from the map call).
+  const std::uint64_t needed = pinned_bytes_.load(std::memory_order_relaxed) + size;
+  if (needed <= limit.rlim_cur) {
+    return ok();
+  }
+  return Error::from_errno(
+      ENOMEM, "map DMA",
+      fmt::format("RLIMIT_MEMLOCK is {} KiB, and DMA mappings pin their memory: {} KiB are needed "
+                  "with this one. Raise the limit (ulimit -l {}, or memlock in "
+                  "/etc/security/limits.conf) or give the process CAP_IPC_LOCK",
+                  limit.rlim_cur / 1024, needed / 1024, (needed + 1023) / 1024));
 }
 
 std::uint64_t DmaSpace::free_iova_bytes() const {

@@ -29,7 +29,9 @@ class DmaSpace {
       std::shared_ptr<vfio::IommuBackend> backend, unsigned dma_mask_bits = 64);
 
   /// Maps [vaddr, vaddr + size) (page aligned) and returns its IOVA. All or nothing: on error no
-  /// IOVA stays allocated and nothing stays mapped. `align`: IOVA alignment (the page size of
+  /// IOVA stays allocated and nothing stays mapped. Mapping pins the memory: without
+  /// CAP_IPC_LOCK, more than RLIMIT_MEMLOCK in all is refused up front (ENOMEM, with the amount
+  /// needed). `align`: IOVA alignment (the page size of
   /// the memory, so the IOMMU can use large pages).
   [[nodiscard]] Result<Iova> map(const void* vaddr, std::uint64_t size, std::uint64_t align = 4096);
   /// Undoes one `map` of exactly this range: the device can no longer reach it when this
@@ -53,12 +55,16 @@ class DmaSpace {
 
  private:
   [[nodiscard]] Result<Iova> map_at_chosen_iova(const void* vaddr, std::uint64_t size);
+  // Refuses, before any kernel call, a mapping that would pin more than RLIMIT_MEMLOCK allows,
+  // saying how much is needed.
+  [[nodiscard]] Result<void> check_memlock(std::uint64_t size) const;
 
   std::shared_ptr<vfio::IommuBackend> backend_;
   unsigned mask_bits_;
   std::optional<IovaAllocator> allocator_;  // empty when the backend chooses (no-IOMMU)
   IovaMap map_;
   std::atomic<std::size_t> mappings_{0};
+  std::atomic<std::uint64_t> pinned_bytes_{0};
 };
 
 }  // namespace vfe::dma

@@ -1,6 +1,8 @@
 #include "vfio/sys.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -43,6 +45,12 @@ class LinuxSys final : public Sys {
   }
   int getrlimit(int resource, struct rlimit* limit) noexcept override {
     return ::getrlimit(static_cast<__rlimit_resource_t>(resource), limit);
+  }
+  bool can_lock_beyond_limit() noexcept override {
+    __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    return ::syscall(SYS_capget, &head, data) == 0 &&
+           (data[CAP_IPC_LOCK / 32].effective & (1U << (CAP_IPC_LOCK % 32))) != 0;
   }
 };
 

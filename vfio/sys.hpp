@@ -35,6 +35,9 @@ class Sys {
   virtual int munlock(const void* addr, std::size_t length) noexcept = 0;
   virtual int eventfd(unsigned initval, int flags) noexcept = 0;
   virtual int getrlimit(int resource, struct rlimit* limit) noexcept = 0;
+  /// True when the process may lock memory beyond RLIMIT_MEMLOCK (CAP_IPC_LOCK in its
+  /// effective set, as root usually has).
+  virtual bool can_lock_beyond_limit() noexcept = 0;
 
  protected:
   Sys() = default;

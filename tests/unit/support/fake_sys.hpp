@@ -92,6 +92,7 @@ class FakeSys final : public vfio::Sys {
   std::size_t eventfd_ok = 0;  ///< ...after this many successful calls
   int getrlimit_errno = 0;     ///< when non-zero, getrlimit fails with it
   rlimit rlimit_value{RLIM_INFINITY, RLIM_INFINITY};  ///< what getrlimit reports
+  bool cap_ipc_lock = false;   ///< what can_lock_beyond_limit reports
 
   // --- what happened -----------------------------------------------------------------------
   /// Every path passed to `open`, in order, failed ones included.
@@ -130,6 +131,7 @@ class FakeSys final : public vfio::Sys {
   int munlock(const void* addr, std::size_t length) noexcept override;
   int eventfd(unsigned initval, int flags) noexcept override;
   int getrlimit(int resource, struct rlimit* out) noexcept override;
+  bool can_lock_beyond_limit() noexcept override { return cap_ipc_lock; }
 
  private:
   // The backing bytes that hold [offset, offset + count) of `path`, or nullptr.

@@ -1,0 +1,127 @@
+// DmaSpace over a scripted type1 kernel: IOVAs come from the reported ranges, map and unmap
+// reach the kernel in order, failures leave nothing behind, and RLIMIT_MEMLOCK is checked
+// before the kernel is asked.
+#include "dma/dma_space.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "tests/unit/support/fake_vfio.hpp"
+
+namespace vfe::dma {
+namespace {
+using test::error_of;
+
+class DmaSpaceTest : public test::VfioFixture {
+ protected:
+  void SetUp() override {
+    VfioFixture::SetUp();
+    // One IOVA range, [0, 1 GiB), as VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE reports it.
+    sys_.on_ptr(VFIO_IOMMU_GET_INFO, [](int, void* arg) {
+      test::CapChain caps;
+      caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
+               test::pack(std::uint32_t{1}, std::uint32_t{0}, vfio_iova_range{0, (1ULL << 30) - 1}));
+      const auto bytes = caps.bytes(sizeof(vfio_iommu_type1_info));
+      return test::reply_info(arg, vfio_iommu_type1_info{}, VFIO_IOMMU_INFO_CAPS, bytes);
+    });
+    sys_.on_ptr(VFIO_IOMMU_MAP_DMA, [this](int, void* arg) {
+      maps_.push_back(*static_cast<vfio_iommu_type1_dma_map*>(arg));
+      return map_errno_ == 0 ? 0 : test::fail(map_errno_);
+    });
+    sys_.on_ptr(VFIO_IOMMU_UNMAP_DMA, [this](int, void* arg) {
+      unmaps_.push_back(*static_cast<vfio_iommu_type1_dma_unmap*>(arg));
+      return 0;  // size stays as asked: all of it was unmapped
+    });
+    backend_ = type1();
+    auto dev = vfio::Device::open(test::kDevice, backend_);  // attaches the group, as a driver would
+    ASSERT_TRUE(dev) << dev.error().message();
+    device_.emplace(std::move(dev).value());
+  }
+
+  std::unique_ptr<DmaSpace> space(unsigned mask_bits = 64) {
+    auto s = DmaSpace::create(backend_, mask_bits);
+    EXPECT_TRUE(s) << s.error().message();
+    return s ? std::move(s).value() : nullptr;
+  }
+
+  alignas(4096) static inline std::uint8_t memory_[4 * 4096];
+  std::shared_ptr<vfio::IommuBackend> backend_;
+  std::optional<vfio::Device> device_;
+  std::vector<vfio_iommu_type1_dma_map> maps_;
+  std::vector<vfio_iommu_type1_dma_unmap> unmaps_;
+  int map_errno_ = 0;
+};
+
+TEST_F(DmaSpaceTest, MapsAtAnIovaInsideTheRangesAndTranslates) {
+  auto s = space();
+  const auto iova = s->map(memory_, 2 * 4096);
+  ASSERT_TRUE(iova) << iova.error().message();
+  ASSERT_EQ(maps_.size(), 1U);
+  EXPECT_EQ(maps_[0].iova, to_u64(*iova));
+  EXPECT_EQ(maps_[0].vaddr, reinterpret_cast<std::uintptr_t>(memory_));
+  EXPECT_EQ(maps_[0].size, 2U * 4096);
+  EXPECT_LT(to_u64(*iova) + 2 * 4096, 1ULL << 30);
+  EXPECT_EQ(s->translate(memory_ + 4097), *iova + 4097);
+  EXPECT_EQ(s->mapping_count(), 1U);
+  ASSERT_TRUE(s->unmap(memory_, 2 * 4096));
+  ASSERT_EQ(unmaps_.size(), 1U);
+  EXPECT_EQ(unmaps_[0].iova, to_u64(*iova));
+  EXPECT_EQ(s->translate(memory_), std::nullopt);
+  EXPECT_EQ(s->mapping_count(), 0U);
+}
+
+TEST_F(DmaSpaceTest, AFailedKernelMapLeavesNoIovaTaken) {
+  auto s = space();
+  const auto before = s->free_iova_bytes();
+  map_errno_ = ENOSPC;
+  const auto e = error_of(s->map(memory_, 4096));
+  EXPECT_TRUE(e.is(ENOSPC));
+  EXPECT_THAT(e.message(), ::testing::HasSubstr("dma_entry_limit"));
+  EXPECT_EQ(s->free_iova_bytes(), before);
+  EXPECT_EQ(s->translate(memory_), std::nullopt);
+}
+
+TEST_F(DmaSpaceTest, DoubleUnmapAndBadArgumentsChangeNothing) {
+  auto s = space();
+  ASSERT_TRUE(s->map(memory_, 4096));
+  ASSERT_TRUE(s->unmap(memory_, 4096));
+  EXPECT_TRUE(error_of(s->unmap(memory_, 4096)).is(ENOENT));
+  EXPECT_EQ(unmaps_.size(), 1U) << "a double unmap must not reach the kernel";
+  EXPECT_TRUE(error_of(s->map(memory_ + 1, 4096)).is(EINVAL));
+  EXPECT_TRUE(error_of(s->map(memory_, 0)).is(EINVAL));
+  EXPECT_TRUE(error_of(s->map(memory_, 100)).is(EINVAL));
+  EXPECT_TRUE(maps_.size() == 1U);
+  EXPECT_FALSE(DmaSpace::create(backend_, 8));
+  EXPECT_FALSE(DmaSpace::create(nullptr));
+}
+
+TEST_F(DmaSpaceTest, MemlockLimitIsCheckedBeforeTheKernelIsAsked) {
+  sys_.rlimit_value = {8192, 8192};  // 8 KiB
+  sys_.cap_ipc_lock = false;
+  auto s = space();
+  ASSERT_TRUE(s->map(memory_, 8192));
+  const auto e = error_of(s->map(memory_ + 8192, 4096));
+  EXPECT_TRUE(e.is(ENOMEM));
+  EXPECT_EQ(e.message(),
+            "map DMA: RLIMIT_MEMLOCK is 8 KiB, and DMA mappings pin their memory: 12 KiB are needed "
+            "with this one. Raise the limit (ulimit -l 12, or memlock in /etc/security/limits.conf) "
+            "or give the process CAP_IPC_LOCK (Cannot allocate memory)");
+  EXPECT_EQ(maps_.size(), 1U);
+  // Unmapping gives the budget back; CAP_IPC_LOCK lifts the limit.
+  ASSERT_TRUE(s->unmap(memory_, 8192));
+  EXPECT_TRUE(s->map(memory_ + 8192, 4096));
+  sys_.cap_ipc_lock = true;
+  EXPECT_TRUE(s->map(memory_, 8192));
+}
+
+TEST_F(DmaSpaceTest, NarrowDmaMaskKeepsIovasLow) {
+  auto s = space(20);  // 1 MiB of device address space
+  const auto iova = s->map(memory_, 4096);
+  ASSERT_TRUE(iova);
+  EXPECT_LT(to_u64(*iova), 1ULL << 20);
+}
+
+}  // namespace
+}  // namespace vfe::dma
