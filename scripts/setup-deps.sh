@@ -11,6 +11,8 @@ packages=(
   g++ cmake ninja-build pkg-config make
   libtbb-dev libhwloc-dev liburing-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # peers the micro benchmarks compare against (bench/README.md)
+  libboost-dev libconcurrentqueue-dev libreaderwriterqueue-dev libatomic-queue-dev
   # the VM rig: QEMU, the guest's userland, Debian's kernel (fetched by apt-get download) and the
   # small 6.12 kernel built from source
   qemu-system-x86 busybox-static kmod cpio gzip xz-utils libc6-dev util-linux coreutils

@@ -1,0 +1,108 @@
+#include "engine/engine.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "base/log.hpp"
+
+namespace vfe::engine {
+
+Result<std::unique_ptr<Engine>> Engine::create(EngineOptions options) {
+  VFE_TRY_ASSIGN(Topology topo, Topology::create());
+  return std::make_unique<Engine>(std::move(options), std::move(topo));
+}
+
+Result<Worker*> Engine::worker_for_node(int node) {
+  const std::vector<int> nodes = topology_.numa_nodes();
+  if (node < 0) {
+    node = nodes.empty() ? 0 : nodes.front();
+  }
+  const std::lock_guard lock(mu_);
+  if (auto it = workers_.find(node); it != workers_.end()) {
+    return it->second.get();
+  }
+  WorkerOptions w;
+  w.mode = options_.mode;
+  w.idle_before_sleep = options_.idle_before_sleep;
+  w.name = fmt::format("vfe-node{}", node);
+  w.cpus = options_.cpus;
+  if (w.cpus.empty()) {
+    w.cpus = topology_.cpus_of_node(node);
+    if (w.cpus.empty()) {  // a memory-only node: run from the nearest node with CPUs
+      for (const int near : topology_.nearest_nodes_with_cpus(node)) {
+        w.cpus = topology_.cpus_of_node(near);
+        if (!w.cpus.empty()) {
+          break;
+        }
+      }
+    }
+    if (w.cpus.empty()) {
+      return Error::invalid("start worker", fmt::format("NUMA node {} has no CPUs and no node "
+                                                        "with CPUs is known near it",
+                                                        node));
+    }
+  }
+  VFE_TRY_ASSIGN(auto worker, Worker::start(std::move(w)));
+  Worker* raw = worker.get();
+  workers_.emplace(node, std::move(worker));
+  return raw;
+}
+
+Result<Worker*> Engine::worker_for_device(const vfio::Bdf& bdf) {
+  const int node = topology_.device_node(bdf);
+  VFE_TRY_ASSIGN(Worker* worker, worker_for_node(node));
+  if (options_.steer_irqs) {
+    auto steered = steer_device_irqs(bdf, worker->options().cpus);
+    if (steered) {
+      log_info("{}: {} interrupt lines steered to CPUs {}", bdf.to_string(), *steered,
+               fmt::join(worker->options().cpus, ","));
+    } else {
+      log_warn("{}: interrupt steering failed: {}", bdf.to_string(), steered.error().message());
+    }
+  }
+  return worker;
+}
+
+int Engine::node_of(const Worker& worker) const {
+  const std::lock_guard lock(mu_);
+  for (const auto& [node, w] : workers_) {
+    if (w.get() == &worker) {
+      return node;
+    }
+  }
+  return -1;
+}
+
+Result<std::size_t> steer_device_irqs(const vfio::Bdf& bdf, std::span<const int> cpus) {
+  std::ifstream interrupts("/proc/interrupts");
+  if (!interrupts) {
+    return Error::from_errno(errno, "open", "/proc/interrupts");
+  }
+  const std::string tag = fmt::format("({})", bdf.to_string());  // fmt: g++ 12 -O3 misreads "(" + s + ")" (-Wrestrict)
+  const std::string list = fmt::format("{}", fmt::join(cpus, ","));
+  std::size_t steered = 0;
+  for (std::string line; std::getline(interrupts, line);) {
+    if (line.find("vfio-") == std::string::npos || line.find(tag) == std::string::npos) {
+      continue;
+    }
+    std::istringstream fields(line);
+    unsigned irq = 0;
+    if (!(fields >> irq)) {
+      continue;
+    }
+    std::ofstream affinity(fmt::format("/proc/irq/{}/smp_affinity_list", irq));
+    affinity << list << std::flush;
+    if (!affinity) {
+      log_warn("irq {} of {} could not be moved to CPUs {}", irq, bdf.to_string(), list);
+      continue;
+    }
+    ++steered;
+  }
+  return steered;
+}
+
+}  // namespace vfe::engine

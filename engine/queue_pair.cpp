@@ -1,0 +1,91 @@
+#include "engine/queue_pair.hpp"
+
+#include <algorithm>
+
+#include "base/log.hpp"
+
+namespace vfe::engine {
+
+QueuePair::QueuePair(std::size_t submission_capacity) : submissions_(submission_capacity) {}
+
+QueuePair::~QueuePair() {
+  if (worker_ != nullptr) {
+    if (auto r = detach(); !r) {
+      log_error("queue pair detach: {}", r.error().message());
+    }
+  }
+}
+
+bool QueuePair::try_submit(Request* req) noexcept {
+  if (!submissions_.try_push(req)) {
+    return false;
+  }
+  if (worker_ != nullptr) {
+    worker_->notify();
+  }
+  return true;
+}
+
+std::size_t QueuePair::submit_bulk(std::span<Request* const> reqs) noexcept {
+  const std::size_t n = submissions_.push_bulk(reqs);
+  if (n != 0 && worker_ != nullptr) {
+    worker_->notify();
+  }
+  return n;
+}
+
+Result<void> QueuePair::attach(Worker& worker, CompletionMode mode, int irq_eventfd) {
+  if (worker_ != nullptr) {
+    return Error::invalid("attach queue pair", "it is already attached to a worker");
+  }
+  if (mode == CompletionMode::interrupt && irq_eventfd < 0) {
+    return Error::invalid("attach queue pair", "interrupt mode needs the vector's eventfd");
+  }
+  mode_ = mode;
+  if (mode == CompletionMode::interrupt) {
+    VFE_TRY(worker.watch(irq_eventfd, [this](std::uint64_t) { reap_completions(); }));
+    irq_fd_ = irq_eventfd;
+  }
+  if (auto r = worker.add(*this); !r) {
+    if (irq_fd_ >= 0) {
+      static_cast<void>(worker.unwatch(irq_fd_));
+      irq_fd_ = -1;
+    }
+    return r;
+  }
+  worker_ = &worker;
+  return ok();
+}
+
+Result<void> QueuePair::detach() {
+  if (worker_ == nullptr) {
+    return Error::invalid("detach queue pair", "it is not attached");
+  }
+  VFE_TRY(worker_->remove(*this));
+  if (irq_fd_ >= 0) {
+    VFE_TRY(worker_->unwatch(irq_fd_));
+    irq_fd_ = -1;
+  }
+  worker_ = nullptr;
+  return ok();
+}
+
+std::size_t QueuePair::poll() noexcept {
+  std::size_t work = 0;
+  // Offer what the device did not take last time first, so the order of submission holds.
+  if (held_count_ < kBatch) {
+    held_count_ += submissions_.pop_bulk(std::span<Request*>(held_ + held_count_, kBatch - held_count_));
+  }
+  if (held_count_ != 0) {
+    const std::size_t taken = submit_to_device(std::span<Request*>(held_, held_count_));
+    std::move(held_ + taken, held_ + held_count_, held_);
+    held_count_ -= taken;
+    work += taken;
+  }
+  if (mode_ == CompletionMode::polling) {
+    work += reap_completions();
+  }
+  return work;
+}
+
+}  // namespace vfe::engine

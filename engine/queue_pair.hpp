@@ -1,0 +1,80 @@
+#pragma once
+/// \file
+/// `QueuePair`: what a driver's hardware queue looks like to the engine.
+
+#include <cstdint>
+#include <span>
+
+#include "base/result.hpp"
+#include "engine/mpsc_ring.hpp"
+#include "engine/worker.hpp"
+
+namespace vfe::engine {
+
+/// One I/O request as the engine moves it. Drivers derive their request types from it (or embed
+/// it first). The engine never allocates or frees requests: the submitter owns them until
+/// `on_complete` has run, on the queue's worker.
+struct Request {
+  /// Runs on the worker that owns the queue, once per request. `status` is 0 or a negative errno
+  /// (drivers map device status to errno and keep the detail in their request type).
+  void (*on_complete)(Request* req, int status) noexcept = nullptr;
+  void* user = nullptr;
+};
+
+/// How a queue learns about completions.
+enum class CompletionMode {
+  polling,    ///< the worker checks the completion queue on every loop
+  interrupt,  ///< the worker checks it when the queue's interrupt vector fires
+};
+
+/// A submission side and a completion side bound to one worker. Application threads call
+/// `try_submit` (lock-free, from any thread); the worker drains those into the device in
+/// batches (`submit_to_device`: the driver writes its descriptors and rings the doorbell once)
+/// and reaps completions (`reap_completions`), on every loop (polling) or when the vector's
+/// eventfd fires (interrupt). Drivers implement the two hooks; both run on the worker only.
+class QueuePair : public Pollable {
+ public:
+  /// Hands `req` to the worker; false when the submission ring is full (back off, retry). Any
+  /// thread, noexcept, no allocation; wakes the worker if it sleeps.
+  [[nodiscard]] bool try_submit(Request* req) noexcept;
+  /// Several at once; returns how many were taken (the first n).
+  [[nodiscard]] std::size_t submit_bulk(std::span<Request* const> reqs) noexcept;
+
+  /// Binds the queue to `worker`: registers it as a pollable and, in interrupt mode, watches
+  /// `irq_eventfd` (which must stay open until `detach` returns). Setup path; blocks.
+  [[nodiscard]] Result<void> attach(Worker& worker, CompletionMode mode, int irq_eventfd = -1);
+  /// Undoes `attach`; afterwards the hooks no longer run. Requests still queued stay queued.
+  [[nodiscard]] Result<void> detach();
+
+  [[nodiscard]] Worker* worker() const noexcept { return worker_; }
+  [[nodiscard]] CompletionMode completion_mode() const noexcept { return mode_; }
+
+  ~QueuePair() override;
+  QueuePair(const QueuePair&) = delete;
+  QueuePair& operator=(const QueuePair&) = delete;
+
+ protected:
+  /// `submission_capacity`: requests the cross-thread ring holds before try_submit says no.
+  explicit QueuePair(std::size_t submission_capacity);
+
+  /// Worker only: put `reqs` on the device's queue and ring the doorbell once; return how many
+  /// were taken (a full device queue takes fewer; the rest are offered again next loop).
+  virtual std::size_t submit_to_device(std::span<Request*> reqs) noexcept = 0;
+  /// Worker only: process the completions the device posted (calling each request's
+  /// on_complete) and return how many.
+  virtual std::size_t reap_completions() noexcept = 0;
+
+ private:
+  std::size_t poll() noexcept final;
+  [[nodiscard]] bool needs_polling() const noexcept final { return mode_ == CompletionMode::polling; }
+
+  static constexpr std::size_t kBatch = 32;
+  MpscRing<Request*> submissions_;
+  Request* held_[kBatch] = {};  // taken from the ring, not yet accepted by the device
+  std::size_t held_count_ = 0;
+  Worker* worker_ = nullptr;
+  CompletionMode mode_ = CompletionMode::polling;
+  int irq_fd_ = -1;
+};
+
+}  // namespace vfe::engine

@@ -1,0 +1,428 @@
+#include "engine/worker.hpp"
+
+#include <fmt/format.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.hpp"
+
+namespace vfe::engine {
+namespace {
+
+// A watched eventfd. Its address is the io_uring user_data of the read (or poll) armed on it.
+struct Watch {
+  int fd;
+  IrqHandler handler;
+  std::uint64_t count = 0;  // the read lands here
+  bool removed = false;     // unwatched: drop the completion, free when nothing is in flight
+  bool in_flight = false;
+};
+
+// user_data of the wake eventfd's read; watches use their own address.
+constexpr std::uint64_t kWakeTag = 1;
+// Low bit set on a watch's user_data: the SQE in flight is a poll, not a read (see arm_read).
+constexpr std::uint64_t kPollBit = 1ULL << 0;
+
+// The io_uring setup flags to try, best first. SINGLE_ISSUER (6.0) and DEFER_TASKRUN (6.1) let
+// the kernel skip locking and run completion work only when the worker enters the ring;
+// COOP_TASKRUN (5.19) avoids IPIs. Debian 12's 6.1 kernel takes the first set, the rig's 6.12
+// guest too; older kernels fall back.
+constexpr unsigned kFlagSets[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_COOP_TASKRUN,
+    0,
+};
+
+}  // namespace
+
+struct Worker::Impl {
+  io_uring ring{};
+  std::vector<Pollable*> pollables;
+  std::vector<std::unique_ptr<Watch>> watches;
+  std::uint64_t wake_count = 0;
+  bool wake_armed = false;
+  bool must_poll = false;  // some pollable needs_polling(): never sleep
+
+  void update_must_poll() noexcept {
+    must_poll = std::any_of(pollables.begin(), pollables.end(),
+                            [](const Pollable* p) { return p->needs_polling(); });
+  }
+
+  ~Impl() { io_uring_queue_exit(&ring); }
+
+  io_uring_sqe* sqe() noexcept {
+    io_uring_sqe* s = io_uring_get_sqe(&ring);
+    if (s == nullptr) {  // the submission queue is full: hand it to the kernel, then retry
+      io_uring_submit(&ring);
+      s = io_uring_get_sqe(&ring);
+    }
+    return s;
+  }
+  void arm_read(Watch& w) noexcept {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_read(s, w.fd, &w.count, sizeof(w.count), 0);
+    io_uring_sqe_set_data64(s, reinterpret_cast<std::uintptr_t>(&w));
+    w.in_flight = true;
+  }
+  // An O_NONBLOCK eventfd makes io_uring answer -EAGAIN instead of waiting: wait with a poll
+  // first, then read.
+  void arm_poll(Watch& w) noexcept {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_poll_add(s, w.fd, POLLIN);
+    io_uring_sqe_set_data64(s, reinterpret_cast<std::uintptr_t>(&w) | kPollBit);
+    w.in_flight = true;
+  }
+  void arm_wake(int fd) noexcept {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_read(s, fd, &wake_count, sizeof(wake_count), 0);
+    io_uring_sqe_set_data64(s, kWakeTag);
+    wake_armed = true;
+  }
+};
+
+const char* to_string(WorkerMode mode) noexcept {
+  switch (mode) {
+    case WorkerMode::polling:
+      return "polling";
+    case WorkerMode::interrupt:
+      return "interrupt";
+    case WorkerMode::adaptive:
+      return "adaptive";
+  }
+  return "?";
+}
+
+Worker::Worker(WorkerOptions options) : options_(std::move(options)) {}
+
+Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
+  std::unique_ptr<Worker> w(new Worker(std::move(options)));
+  w->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!w->wake_fd_) {
+    return Error::from_errno(errno, "eventfd", "worker wake-up");
+  }
+  std::promise<Result<void>> started;
+  auto ready = started.get_future();
+  w->thread_ = std::thread([self = w.get(), p = &started] { self->run(p); });
+  Result<void> r = ready.get();
+  if (!r) {
+    w->thread_.join();
+    return std::move(r).error();
+  }
+  return w;
+}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    stopping_.store(true, std::memory_order_seq_cst);
+    wake();
+    thread_.join();
+  }
+}
+
+void Worker::wake() noexcept {
+  const std::uint64_t one = 1;
+  if (::write(wake_fd_.get(), &one, sizeof(one)) == sizeof(one)) {
+    stats_.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool Worker::try_post(void (*fn)(void*), void* arg) noexcept {
+  if (stopping_.load(std::memory_order_relaxed) || !tasks_->try_push(Task{fn, arg})) {
+    return false;
+  }
+  notify();
+  return true;
+}
+
+Result<void> Worker::run_sync(std::function<void()> fn) {
+  if (on_worker_thread()) {
+    fn();
+    return ok();
+  }
+  struct Call {
+    std::function<void()> fn;
+    std::promise<void> done;
+  } call{std::move(fn), {}};
+  auto done = call.done.get_future();
+  auto trampoline = [](void* p) {
+    auto* c = static_cast<Call*>(p);
+    c->fn();
+    c->done.set_value();
+  };
+  while (!try_post(trampoline, &call)) {
+    if (stopping_.load(std::memory_order_relaxed)) {
+      return Error::from_errno(ESHUTDOWN, "post to worker", options_.name + " is stopping");
+    }
+    std::this_thread::yield();  // the task ring is full: the worker is busy draining it
+  }
+  done.wait();
+  return ok();
+}
+
+Result<void> Worker::watch(int eventfd, IrqHandler handler) {
+  if (eventfd < 0 || !handler) {
+    return Error::invalid("watch eventfd", "a valid eventfd and a handler are required");
+  }
+  return run_sync([this, eventfd, h = std::move(handler)]() mutable {
+    auto w = std::make_unique<Watch>(Watch{eventfd, std::move(h)});
+    impl_->arm_read(*w);
+    impl_->watches.push_back(std::move(w));
+    io_uring_submit(&impl_->ring);
+  });
+}
+
+Result<void> Worker::unwatch(int eventfd) {
+  bool found = false;
+  VFE_TRY(run_sync([this, eventfd, &found] {
+    for (auto& w : impl_->watches) {
+      if (w->fd == eventfd && !w->removed) {
+        w->removed = true;  // from here on its completions are dropped
+        io_uring_sqe* s = impl_->sqe();
+        io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(w.get()), 0);
+        io_uring_sqe_set_data64(s, 0);
+        io_uring_sqe* p = impl_->sqe();
+        io_uring_prep_cancel64(p, reinterpret_cast<std::uintptr_t>(w.get()) | kPollBit, 0);
+        io_uring_sqe_set_data64(p, 0);
+        io_uring_submit(&impl_->ring);
+        found = true;
+        return;
+      }
+    }
+  }));
+  if (!found) {
+    return Error::invalid("unwatch eventfd", fmt::format("eventfd {} is not watched", eventfd));
+  }
+  return ok();
+}
+
+Result<void> Worker::add(Pollable& p) {
+  return run_sync([this, &p] {
+    impl_->pollables.push_back(&p);
+    impl_->update_must_poll();
+  });
+}
+
+Result<void> Worker::remove(Pollable& p) {
+  bool found = false;
+  VFE_TRY(run_sync([this, &p, &found] {
+    auto& v = impl_->pollables;
+    const auto it = std::find(v.begin(), v.end(), &p);
+    found = it != v.end();
+    if (found) {
+      v.erase(it);
+      impl_->update_must_poll();
+    }
+  }));
+  return found ? ok() : Error::invalid("remove pollable", "it was not added to this worker");
+}
+
+std::size_t Worker::drain_tasks() noexcept {
+  Task batch[32];
+  std::size_t done = 0;
+  for (std::size_t n; (n = tasks_->pop_bulk(std::span<Task>(batch))) != 0;) {
+    for (std::size_t i = 0; i < n; ++i) {
+      batch[i].fn(batch[i].arg);
+    }
+    done += n;
+  }
+  stats_.tasks.fetch_add(done, std::memory_order_relaxed);
+  return done;
+}
+
+}  // namespace vfe::engine
+
+namespace vfe::engine {
+namespace {
+
+// Pins the calling thread; the error names the CPUs.
+Result<void> pin_to(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int c : cpus) {
+    if (c < 0 || c >= CPU_SETSIZE) {
+      return Error::invalid("pin worker", fmt::format("CPU {} does not exist", c));
+    }
+    CPU_SET(static_cast<unsigned>(c), &set);
+  }
+  if (const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); rc != 0) {
+    return Error::from_errno(rc, "pthread_setaffinity_np",
+                             fmt::format("CPUs {} (offline, or outside this process's cpuset?)",
+                                         fmt::join(cpus, ",")));
+  }
+  return ok();
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+void Worker::run(std::promise<Result<void>>* started) noexcept {
+  pthread_setname_np(pthread_self(), options_.name.substr(0, 15).c_str());
+  if (!options_.cpus.empty()) {
+    if (auto r = pin_to(options_.cpus); !r) {
+      started->set_value(std::move(r).error());
+      return;
+    }
+  }
+  // Pinned now: what is allocated and touched from here on lands on this CPU's node.
+  tasks_ = std::make_unique<MpscRing<Task>>(std::max<std::size_t>(options_.task_capacity, 2));
+  Impl impl;
+  int rc = -EINVAL;
+  for (const unsigned flags : kFlagSets) {
+    rc = io_uring_queue_init(256, &impl.ring, flags);
+    if (rc == 0) {
+      ring_flags_.store(flags, std::memory_order_release);
+      break;
+    }
+  }
+  if (rc != 0) {
+    started->set_value(Error::from_errno(-rc, "io_uring_queue_init",
+                                         "the kernel needs CONFIG_IO_URING (5.1+), and "
+                                         "io_uring must not be disabled (kernel.io_uring_disabled)"));
+    return;
+  }
+  impl_ = &impl;
+  impl.arm_wake(wake_fd_.get());
+  io_uring_submit(&impl.ring);
+  log_info("{}: {} mode, io_uring flags {:#x}, CPUs {}", options_.name, to_string(options_.mode),
+           ring_flags(), options_.cpus.empty() ? "any" : fmt::format("{}", fmt::join(options_.cpus, ",")));
+  started->set_value(ok());  // `started` belongs to start(), which returns now
+  loop(impl);
+  shutdown(impl);
+  impl_ = nullptr;
+}
+
+void Worker::loop(Impl& impl) noexcept {
+  using Clock = std::chrono::steady_clock;
+  auto last_work = Clock::now();
+  unsigned idle_loops = 0;
+  for (;;) {
+    stats_.loops.fetch_add(1, std::memory_order_relaxed);
+    const std::size_t work = run_once(impl);
+    if (stopping_.load(std::memory_order_acquire) && tasks_->size_approx() == 0) {
+      return;
+    }
+    if (work != 0) {
+      last_work = Clock::now();
+      idle_loops = 0;
+      continue;
+    }
+    const bool keep_polling =
+        options_.mode == WorkerMode::polling || impl.must_poll ||
+        (options_.mode == WorkerMode::adaptive && Clock::now() - last_work < options_.idle_before_sleep);
+    if (keep_polling) {
+      // With DEFER_TASKRUN, interrupt completions appear only when the worker enters the ring;
+      // a polling worker does so now and then, not on every idle loop.
+      if (++idle_loops % 64 == 0 && !impl.watches.empty()) {
+        io_uring_submit_and_get_events(&impl.ring);
+      }
+      cpu_relax();
+      continue;
+    }
+    // Sleep. Pairs with notify(): work published before its RMW is found by the round below;
+    // a notify after this RMW sees the sleeping bit and wakes us.
+    wake_state_.fetch_or(kSleeping, std::memory_order_acq_rel);
+    if (run_once(impl) != 0 || stopping_.load(std::memory_order_acquire)) {
+      wake_state_.fetch_and(~kSleeping, std::memory_order_relaxed);
+      continue;
+    }
+    stats_.sleeps.fetch_add(1, std::memory_order_relaxed);
+    io_uring_submit_and_wait(&impl.ring, 1);
+    wake_state_.fetch_and(~kSleeping, std::memory_order_relaxed);
+    last_work = Clock::now();
+  }
+}
+
+std::size_t Worker::run_once(Impl& impl) noexcept {
+  std::size_t work = drain_tasks();
+  for (Pollable* p : impl.pollables) {
+    work += p->poll();
+  }
+  return work + reap(impl);
+}
+
+std::size_t Worker::reap(Impl& impl) noexcept {
+  io_uring_cqe* cqe = nullptr;
+  unsigned head = 0;
+  unsigned n = 0;
+  io_uring_for_each_cqe(&impl.ring, head, cqe) {
+    complete(impl, cqe->user_data, cqe->res);
+    ++n;
+  }
+  io_uring_cq_advance(&impl.ring, n);
+  return n;
+}
+
+void Worker::complete(Impl& impl, std::uint64_t data, int res) noexcept {
+  if (data == 0) {
+    return;  // a cancel request's own completion
+  }
+  if (data == kWakeTag) {
+    impl.wake_armed = false;
+    if (!stopping_.load(std::memory_order_relaxed)) {
+      impl.arm_wake(wake_fd_.get());
+    }
+    return;
+  }
+  auto* w = reinterpret_cast<Watch*>(data & ~kPollBit);
+  w->in_flight = false;
+  if (!w->removed) {
+    if ((data & kPollBit) != 0) {
+      impl.arm_read(*w);  // readable now: read the count
+    } else if (res == static_cast<int>(sizeof(w->count))) {
+      stats_.irq_events.fetch_add(w->count, std::memory_order_relaxed);
+      w->handler(w->count);
+      if (!w->removed) {
+        impl.arm_read(*w);
+      }
+    } else if (res == -EAGAIN) {
+      impl.arm_poll(*w);  // an O_NONBLOCK eventfd
+    } else {
+      log_error("{}: reading eventfd {} failed ({}); no longer watching it", options_.name, w->fd,
+                std::strerror(-res));
+      w->removed = true;
+    }
+  }
+  if (w->removed && !w->in_flight) {
+    std::erase_if(impl.watches, [w](const auto& p) { return p.get() == w; });
+  }
+}
+
+void Worker::shutdown(Impl& impl) noexcept {
+  // Cancel every read still armed and wait for their completions, so no buffer is written
+  // after it is freed.
+  for (auto& w : impl.watches) {
+    w->removed = true;
+  }
+  io_uring_sqe* s = impl.sqe();
+  io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
+  io_uring_sqe_set_data64(s, 0);
+  io_uring_submit(&impl.ring);
+  const auto pending = [&] {
+    return impl.wake_armed ||
+           std::any_of(impl.watches.begin(), impl.watches.end(), [](const auto& w) { return w->in_flight; });
+  };
+  for (int i = 0; i < 1000 && pending(); ++i) {
+    __kernel_timespec ts{0, 1'000'000};
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(&impl.ring, &cqe, 1, &ts, nullptr);
+    reap(impl);
+  }
+  if (pending()) {
+    log_error("{}: reads still in flight at shutdown", options_.name);
+  }
+}
+
+}  // namespace vfe::engine
