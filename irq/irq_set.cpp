@@ -133,24 +133,16 @@ Result<void> IrqSet::set_attached(std::uint32_t vector, bool attached) const {
                   std::span(&fd, 1), attached ? "attach" : "detach");
 }
 
-Result<void> IrqSet::mask(std::uint32_t vector) const {
-  VFE_TRY(check_vector(vector, "mask interrupt"));
+Result<void> IrqSet::set_masked(std::uint32_t vector, bool masked) const {
+  const char* op = masked ? "mask interrupt" : "unmask interrupt";
+  VFE_TRY(check_vector(vector, op));
   if ((info_flags_ & VFIO_IRQ_INFO_MASKABLE) == 0) {
-    return Error::not_supported("mask interrupt", fmt::format("{} vectors can't be masked "
-                                                              "through VFIO",
-                                                              to_string(index_)));
+    return Error::not_supported(op, fmt::format("{} vectors can't be masked through VFIO",
+                                                to_string(index_)));
   }
-  return set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, vector, 1, {}, "mask");
-}
-
-Result<void> IrqSet::unmask(std::uint32_t vector) const {
-  VFE_TRY(check_vector(vector, "unmask interrupt"));
-  if ((info_flags_ & VFIO_IRQ_INFO_MASKABLE) == 0) {
-    return Error::not_supported("unmask interrupt", fmt::format("{} vectors can't be masked "
-                                                                "through VFIO",
-                                                                to_string(index_)));
-  }
-  return set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, vector, 1, {}, "unmask");
+  return set_irqs(VFIO_IRQ_SET_DATA_NONE |
+                      (masked ? VFIO_IRQ_SET_ACTION_MASK : VFIO_IRQ_SET_ACTION_UNMASK),
+                  vector, 1, {}, masked ? "mask" : "unmask");
 }
 
 Result<std::uint64_t> IrqSet::wait(std::uint32_t vector, std::chrono::milliseconds timeout) const {

@@ -53,8 +53,8 @@ class IrqSet {
   /// Detaches (`attached` false) or re-attaches one vector's eventfd, leaving the others.
   [[nodiscard]] Result<void> set_attached(std::uint32_t vector, bool attached) const;
   /// Masks / unmasks one vector, where the index allows it (VFIO_IRQ_INFO_MASKABLE: INTx).
-  [[nodiscard]] Result<void> mask(std::uint32_t vector) const;
-  [[nodiscard]] Result<void> unmask(std::uint32_t vector) const;
+  [[nodiscard]] Result<void> mask(std::uint32_t vector) const { return set_masked(vector, true); }
+  [[nodiscard]] Result<void> unmask(std::uint32_t vector) const { return set_masked(vector, false); }
 
   /// Waits up to `timeout` for `vector` and returns how many interrupts arrived since the last
   /// wait (the eventfd counter); ETIMEDOUT when none did. For tests and simple drivers; the
@@ -68,6 +68,7 @@ class IrqSet {
   [[nodiscard]] Result<void> set_irqs(std::uint32_t flags, std::uint32_t start, std::uint32_t count,
                                       std::span<const std::int32_t> fds, const char* what) const;
   [[nodiscard]] Result<void> check_vector(std::uint32_t vector, const char* op) const;
+  [[nodiscard]] Result<void> set_masked(std::uint32_t vector, bool masked) const;
 
   const vfio::Device* device_;
   IrqIndex index_;

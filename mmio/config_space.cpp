@@ -76,26 +76,32 @@ Result<std::vector<Capability>> ConfigSpace::capabilities() const {
   return walk_capabilities(snap);
 }
 
+namespace {
+
+// Finds standard capability `id` in `snap` and decodes it with `parse`; nullopt when absent.
+template <class Cap>
+Result<std::optional<Cap>> find_and_parse(const std::vector<std::uint8_t>& snap, std::uint16_t id,
+                                          Result<Cap> (*parse)(std::span<const std::uint8_t>,
+                                                               const Capability&)) {
+  VFE_TRY_ASSIGN(const auto caps, walk_capabilities(snap));
+  const auto cap = find_capability(caps, id, false);
+  if (!cap) {
+    return std::optional<Cap>{};
+  }
+  VFE_TRY_ASSIGN(const Cap decoded, parse(snap, *cap));
+  return std::optional<Cap>{decoded};
+}
+
+}  // namespace
+
 Result<std::optional<MsiCap>> ConfigSpace::msi() const {
   VFE_TRY_ASSIGN(const auto snap, snapshot());
-  VFE_TRY_ASSIGN(const auto caps, walk_capabilities(snap));
-  const auto cap = find_capability(caps, pci::kCapMsi, false);
-  if (!cap) {
-    return std::optional<MsiCap>{};
-  }
-  VFE_TRY_ASSIGN(const MsiCap msi, parse_msi(snap, *cap));
-  return std::optional<MsiCap>{msi};
+  return find_and_parse<MsiCap>(snap, pci::kCapMsi, parse_msi);
 }
 
 Result<std::optional<MsixCap>> ConfigSpace::msix() const {
   VFE_TRY_ASSIGN(const auto snap, snapshot());
-  VFE_TRY_ASSIGN(const auto caps, walk_capabilities(snap));
-  const auto cap = find_capability(caps, pci::kCapMsix, false);
-  if (!cap) {
-    return std::optional<MsixCap>{};
-  }
-  VFE_TRY_ASSIGN(const MsixCap msix, parse_msix(snap, *cap));
-  return std::optional<MsixCap>{msix};
+  return find_and_parse<MsixCap>(snap, pci::kCapMsix, parse_msix);
 }
 
 Result<void> ConfigSpace::enable_bus_master() const {
