@@ -1,10 +1,21 @@
 #include "engine/queue_pair.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "base/log.hpp"
 
 namespace vfe::engine {
+
+const char* to_string(CompletionMode mode) noexcept {
+  switch (mode) {
+    case CompletionMode::polling: return "polling";
+    case CompletionMode::interrupt: return "interrupt";
+    case CompletionMode::adaptive: return "adaptive";
+  }
+  return "?";
+}
 
 QueuePair::QueuePair(std::size_t submission_capacity) : submissions_(submission_capacity) {}
 
@@ -38,11 +49,12 @@ Result<void> QueuePair::attach(Worker& worker, CompletionMode mode, int irq_even
   if (worker_ != nullptr) {
     return Error::invalid("attach queue pair", "it is already attached to a worker");
   }
-  if (mode == CompletionMode::interrupt && irq_eventfd < 0) {
-    return Error::invalid("attach queue pair", "interrupt mode needs the vector's eventfd");
+  if (mode != CompletionMode::polling && irq_eventfd < 0) {
+    return Error::invalid("attach queue pair",
+                          fmt::format("{} completion needs the vector's eventfd", to_string(mode)));
   }
   mode_ = mode;
-  if (mode == CompletionMode::interrupt) {
+  if (mode != CompletionMode::polling) {
     VFE_TRY(worker.watch(irq_eventfd, [this](std::uint64_t) { reap_completions(); }));
     irq_fd_ = irq_eventfd;
   }
@@ -70,6 +82,17 @@ Result<void> QueuePair::detach() {
   return ok();
 }
 
+void QueuePair::drain_waiting(void (*fn)(Request* req, void* ctx) noexcept, void* ctx) noexcept {
+  for (std::size_t i = 0; i < held_count_; ++i) {
+    fn(held_[i], ctx);
+  }
+  held_count_ = 0;
+  Request* req = nullptr;
+  while (submissions_.try_pop(req)) {
+    fn(req, ctx);
+  }
+}
+
 std::size_t QueuePair::poll() noexcept {
   std::size_t work = 0;
   // Offer what the device did not take last time first, so the order of submission holds.
@@ -82,7 +105,7 @@ std::size_t QueuePair::poll() noexcept {
     held_count_ -= taken;
     work += taken;
   }
-  if (mode_ == CompletionMode::polling) {
+  if (mode_ != CompletionMode::interrupt) {
     work += reap_completions();
   }
   return work;

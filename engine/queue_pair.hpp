@@ -25,13 +25,18 @@ struct Request {
 enum class CompletionMode {
   polling,    ///< the worker checks the completion queue on every loop
   interrupt,  ///< the worker checks it when the queue's interrupt vector fires
+  adaptive,   ///< both: every loop while the worker polls, and when the vector fires, so an
+              ///< adaptive worker polls while busy and sleeps until the next interrupt when idle
 };
+
+[[nodiscard]] const char* to_string(CompletionMode mode) noexcept;
 
 /// A submission side and a completion side bound to one worker. Application threads call
 /// `try_submit` (lock-free, from any thread); the worker drains those into the device in
 /// batches (`submit_to_device`: the driver writes its descriptors and rings the doorbell once)
 /// and reaps completions (`reap_completions`), on every loop (polling) or when the vector's
-/// eventfd fires (interrupt). Drivers implement the two hooks; both run on the worker only.
+/// eventfd fires (interrupt), or both (adaptive). Drivers implement the two hooks; both run on
+/// the worker only.
 class QueuePair : public Pollable {
  public:
   /// Hands `req` to the worker; false when the submission ring is full (back off, retry). Any
@@ -40,7 +45,7 @@ class QueuePair : public Pollable {
   /// Several at once; returns how many were taken (the first n).
   [[nodiscard]] std::size_t submit_bulk(std::span<Request* const> reqs) noexcept;
 
-  /// Binds the queue to `worker`: registers it as a pollable and, in interrupt mode, watches
+  /// Binds the queue to `worker`: registers it as a pollable and, in interrupt and adaptive mode, watches
   /// `irq_eventfd` (which must stay open until `detach` returns). Setup path; blocks.
   [[nodiscard]] Result<void> attach(Worker& worker, CompletionMode mode, int irq_eventfd = -1);
   /// Undoes `attach`; afterwards the hooks no longer run. Requests still queued stay queued.
@@ -63,6 +68,10 @@ class QueuePair : public Pollable {
   /// Worker only: process the completions the device posted (calling each request's
   /// on_complete) and return how many.
   virtual std::size_t reap_completions() noexcept = 0;
+
+  /// Detached queues only (teardown): hands every request still waiting for `submit_to_device`
+  /// (taken from the ring but refused, or still in the ring) to `fn`, in order, and forgets it.
+  void drain_waiting(void (*fn)(Request* req, void* ctx) noexcept, void* ctx) noexcept;
 
  private:
   std::size_t poll() noexcept final;

@@ -155,10 +155,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{WorkerMode::polling, CompletionMode::interrupt},
                       Case{WorkerMode::interrupt, CompletionMode::interrupt},
                       Case{WorkerMode::adaptive, CompletionMode::interrupt},
-                      Case{WorkerMode::adaptive, CompletionMode::polling}),
+                      Case{WorkerMode::adaptive, CompletionMode::polling},
+                      Case{WorkerMode::adaptive, CompletionMode::adaptive},
+                      Case{WorkerMode::interrupt, CompletionMode::adaptive}),
     [](const auto& test) {
-      return std::string(to_string(test.param.worker)) +
-             (test.param.completion == CompletionMode::polling ? "_poll" : "_irq");
+      return std::string(to_string(test.param.worker)) + "_" + to_string(test.param.completion);
     });
 
 TEST(QueuePair, InterruptModeNeedsAnEventfdAndAttachesOnce) {
