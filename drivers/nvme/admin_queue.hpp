@@ -1,0 +1,55 @@
+#pragma once
+/// \file
+/// `AdminQueue`: the controller's admin submission/completion queue pair (NVMe 1.4 §4.1.1), used
+/// synchronously on setup paths.
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+#include "base/result.hpp"
+#include "drivers/nvme/spec.hpp"
+#include "mmio/region.hpp"
+
+namespace vfe::nvme {
+
+/// Runs one admin command at a time: writes it to the next submission slot, rings the SQ 0
+/// doorbell, and polls the completion queue's phase tag for the answer (the admin queue's
+/// interrupt, vector 0, is not used). Thread-safe: a mutex serialises callers (setup paths and
+/// the controller's watchdog only; never the data path).
+///
+/// The memory belongs to the controller: `sq` holds `entries` 64-byte entries and `cq` as many
+/// 16-byte ones, both zeroed by `reset()`, which must run before the controller is enabled.
+class AdminQueue {
+ public:
+  AdminQueue(mmio::Bar& bar, std::uint32_t doorbell_stride, Sqe* sq, Cqe* cq, std::uint16_t entries) noexcept
+      : bar_(&bar), stride_(doorbell_stride), sq_(sq), cq_(cq), entries_(entries) {}
+
+  /// Empties both queues (as after a controller reset: §3.1.24 the doorbells are 0 again).
+  void reset() noexcept;
+
+  /// Submits `cmd` (its command id is chosen here) and waits up to `timeout` for its completion.
+  /// Returns the completion when its status is success; an Error naming `what` and the decoded
+  /// status otherwise. After a timeout the queue is unusable until `reset()`: the late
+  /// completion would be mistaken for the next command's.
+  [[nodiscard]] Result<Cqe> execute(Sqe cmd, std::chrono::milliseconds timeout, const char* what);
+
+  [[nodiscard]] std::uint16_t entries() const noexcept { return entries_; }
+
+ private:
+  [[nodiscard]] bool completion_ready() const noexcept;
+
+  mmio::Bar* bar_;
+  std::uint32_t stride_;
+  Sqe* sq_;
+  Cqe* cq_;
+  std::uint16_t entries_;
+  std::mutex mu_;  // guards everything below
+  std::uint16_t sq_tail_ = 0;
+  std::uint16_t cq_head_ = 0;
+  std::uint16_t phase_ = 1;
+  std::uint16_t next_cid_ = 0;
+  bool broken_ = false;
+};
+
+}  // namespace vfe::nvme

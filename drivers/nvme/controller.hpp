@@ -1,0 +1,161 @@
+#pragma once
+/// \file
+/// `Controller`: an NVMe controller driven from userspace through VFIO (NVMe 1.4).
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/result.hpp"
+#include "dma/dma_buffer.hpp"
+#include "dma/dma_space.hpp"
+#include "drivers/nvme/admin_queue.hpp"
+#include "drivers/nvme/identify.hpp"
+#include "drivers/nvme/io_queue.hpp"
+#include "drivers/nvme/spec.hpp"
+#include "engine/queue_pair.hpp"
+#include "irq/irq_set.hpp"
+#include "mmio/region.hpp"
+#include "vfio/device.hpp"
+
+namespace vfe::nvme {
+
+struct ControllerOptions {
+  /// IOMMU mode for opening the device (empty: VFE_IOMMU_MODE, else the best available).
+  std::optional<vfio::IommuMode> mode;
+  /// I/O queue pairs to ask the controller for (Set Features, Number of Queues); 0: one per
+  /// online CPU. The controller may grant fewer; `io_queue_limit()` says how many.
+  std::uint32_t io_queues = 0;
+  /// A command not completed within this time fails the controller (see `Controller::fail`).
+  std::chrono::milliseconds io_timeout{30'000};
+  /// How often the watchdog checks CSTS and the commands' ages.
+  std::chrono::milliseconds watchdog_period{100};
+};
+
+/// Why a controller stopped serving I/O.
+enum class ControllerState { running, failed, shut_down };
+
+/// Owns the VFIO device of one NVMe controller: BAR0, MSI-X vectors, the DMA space and the
+/// admin queue. `create` brings it up (§7.6.1), identifies it and its namespaces (§5.15) and
+/// sets the number of queues (§5.21.1.7); I/O queue pairs are then made with
+/// `create_io_queue`, one per worker. Destruction shuts the controller down (§7.6.2) so written
+/// data is on the medium. I/O queues must be destroyed before their controller.
+///
+/// A watchdog thread checks CSTS every `watchdog_period` and the age of every command in
+/// flight; a fatal status (CFS), a reset it did not ask for (RDY dropped, e.g. an FLR), a
+/// surprise removal (all-ones reads) or a command older than `io_timeout` fails the controller:
+/// it is disabled so it stops DMA, and every outstanding request completes with an error.
+/// Setup calls are thread-safe with each other; the data path is the `IoQueue`'s.
+class Controller {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Controller>> create(std::string_view bdf,
+                                                                  const ControllerOptions& options = {});
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  [[nodiscard]] const ControllerIdentity& identity() const noexcept { return identity_; }
+  /// The active namespaces, in ID order.
+  [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept { return namespaces_; }
+  /// The namespace with ID `nsid`, or nullptr.
+  [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept;
+  [[nodiscard]] Cap cap() const noexcept { return cap_; }
+  [[nodiscard]] std::uint32_t version() const noexcept { return version_; }
+  /// The memory page size the controller was configured with (CC.MPS); PRPs use it.
+  [[nodiscard]] std::uint32_t page_size() const noexcept { return 1U << page_shift_; }
+  /// Largest transfer of one command in bytes (MDTS, and this driver's one-page PRP lists).
+  [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return max_transfer_; }
+  /// How many I/O queue pairs the controller granted.
+  [[nodiscard]] std::uint32_t io_queue_limit() const noexcept { return io_queue_limit_; }
+
+  /// Creates an I/O completion queue and submission queue (§5.3, §5.4) served by `worker`, with
+  /// MSI-X vector = queue ID in interrupt and adaptive modes, and attaches it to the worker.
+  [[nodiscard]] Result<std::unique_ptr<IoQueue>> create_io_queue(engine::Worker& worker,
+                                                                 const IoQueueOptions& options = {});
+
+  [[nodiscard]] ControllerState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  /// Why the controller failed (empty while it runs).
+  [[nodiscard]] std::string failure() const;
+  /// Fails the controller: disables it (FLR when it does not stop within CAP.TO), then every
+  /// request outstanding on its queues completes with `-err`, and later ones at once. Idempotent.
+  void fail(int err, const std::string& why);
+  /// Shuts the controller down (§7.6.2: CC.SHN normal, wait for CSTS.SHST complete). All I/O
+  /// queues must be gone. Also done by the destructor.
+  [[nodiscard]] Result<void> shutdown();
+
+  [[nodiscard]] vfio::Device& device() noexcept { return *device_; }
+  [[nodiscard]] dma::DmaSpace& dma_space() noexcept { return *space_; }
+  [[nodiscard]] irq::IrqSet& irqs() noexcept { return *irqs_; }
+  [[nodiscard]] mmio::Bar& bar() noexcept { return *bar_; }
+  /// Runs an admin command (setup paths, tests).
+  [[nodiscard]] Result<Cqe> admin(const Sqe& cmd, const char* what);
+
+  /// Watchdog ticks so far; an IoQueue stamps commands with it (relaxed: a clock, not a flag).
+  [[nodiscard]] std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_relaxed); }
+  /// The errno outstanding requests get once the controller failed (0 while it runs).
+  [[nodiscard]] int failure_errno() const noexcept { return fail_errno_.load(std::memory_order_acquire); }
+
+ private:
+  friend class IoQueue;
+  Controller() = default;
+  [[nodiscard]] Result<void> open(std::string_view bdf, const ControllerOptions& options);
+  [[nodiscard]] Result<void> enable_vectors(std::uint32_t wanted_queues);
+  [[nodiscard]] Result<void> bring_up();
+  [[nodiscard]] Result<void> disable();
+  [[nodiscard]] Result<void> wait_ready(bool ready, const char* what);
+  [[nodiscard]] Result<void> identify();
+  [[nodiscard]] Result<void> set_queue_count(std::uint32_t wanted);
+  [[nodiscard]] Result<void> identify_page(std::uint32_t cns, std::uint32_t nsid, const char* what);
+  void watchdog() noexcept;
+  void check_health() noexcept;
+  [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
+  [[nodiscard]] Result<void> create_device_queues(const IoQueue& q, bool interrupts);
+  [[nodiscard]] Result<void> delete_device_queues(std::uint16_t qid);
+  // ~IoQueue: first out of the watchdog's and fail()'s sight, then deleted on the device (which
+  // stops using its memory) and its ID freed.
+  void unregister(IoQueue& q) noexcept;
+  void retire(std::uint16_t qid) noexcept;
+
+  ControllerOptions options_;
+  // Teardown order matters: the buffers and IRQs go before the DMA space and the BAR, which go
+  // before the device whose fd they use.
+  std::unique_ptr<vfio::Device> device_;
+  std::optional<mmio::Bar> bar_;
+  std::unique_ptr<dma::DmaSpace> space_;
+  std::optional<irq::IrqSet> irqs_;
+  std::optional<dma::DmaBuffer> admin_mem_;  // ASQ page, ACQ page, identify data page
+  std::optional<AdminQueue> admin_;
+
+  Cap cap_{};
+  std::uint32_t version_ = 0;
+  std::uint32_t page_shift_ = 12;
+  std::uint64_t max_transfer_ = 0;
+  std::uint32_t io_queue_limit_ = 0;
+  ControllerIdentity identity_;
+  std::vector<NamespaceInfo> namespaces_;
+  bool up_ = false;  // bring-up finished: the destructor shuts the controller down
+
+  std::atomic<ControllerState> state_{ControllerState::running};
+  std::atomic<int> fail_errno_{0};
+  std::atomic<std::uint32_t> epoch_{0};
+  mutable std::mutex mu_;  // guards failure_ and stop_watchdog_
+  std::string failure_;
+  bool stop_watchdog_ = false;
+  // Guards the queue table. fail() holds it while each queue's worker fails its requests, so a
+  // completion callback must not create or destroy queues.
+  std::mutex queues_mu_;
+  std::vector<IoQueue*> queues_;
+  std::vector<bool> qid_used_;  // index = queue ID; 0 is the admin queue
+  std::condition_variable watchdog_cv_;
+  std::thread watchdog_;  // last: started when all else is ready, joined first
+};
+
+}  // namespace vfe::nvme

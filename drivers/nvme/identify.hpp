@@ -1,0 +1,77 @@
+#pragma once
+/// \file
+/// Decoding of Identify data (NVMe 1.4 §5.15.2): the controller data structure (CNS 01h), the
+/// namespace data structure (CNS 00h) and the active namespace ID list (CNS 02h). Pure functions
+/// over the 4096-byte page the controller wrote; they trust nothing in it.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+
+namespace vfe::nvme {
+
+/// The parts of Identify Controller (figure 247) the driver uses.
+struct ControllerIdentity {
+  std::uint16_t vendor_id = 0;            ///< VID, bytes 1:0
+  std::uint16_t subsystem_vendor_id = 0;  ///< SSVID, bytes 3:2
+  std::string serial;                     ///< SN, bytes 23:4, ASCII, trailing spaces removed
+  std::string model;                      ///< MN, bytes 63:24, trailing spaces removed
+  std::string firmware;                   ///< FR, bytes 71:64, trailing spaces removed
+  std::uint8_t mdts = 0;                  ///< byte 77: max transfer 2^mdts min pages; 0 = no limit
+  std::uint16_t controller_id = 0;        ///< CNTLID, bytes 79:78
+  std::uint32_t version = 0;              ///< VER, bytes 83:80 (0 before NVMe 1.2)
+  std::uint8_t sqes = 0;                  ///< byte 512: required (3:0) / max (7:4) log2 SQE size
+  std::uint8_t cqes = 0;                  ///< byte 513: same for CQEs
+  std::uint16_t max_cmd = 0;              ///< MAXCMD, bytes 515:514 (0: not reported)
+  std::uint32_t namespace_count = 0;      ///< NN, bytes 519:516
+  std::uint16_t oncs = 0;                 ///< ONCS, bytes 521:520: optional NVM commands
+  std::uint8_t vwc = 0;                   ///< VWC, byte 525: volatile write cache present (bit 0)
+
+  /// ONCS bit 3: the Write Zeroes command is supported.
+  [[nodiscard]] bool supports_write_zeroes() const noexcept { return (oncs & (1U << 3)) != 0; }
+  /// The largest transfer in bytes for a minimum page size of 2^`min_page_shift`; 0: no limit.
+  [[nodiscard]] std::uint64_t max_transfer_bytes(std::uint32_t min_page_shift) const noexcept;
+};
+
+/// Decodes Identify Controller. Fails when `data` is shorter than 4096 bytes, or when the
+/// controller's required SQE/CQE sizes are not the 64/16 bytes this driver uses.
+[[nodiscard]] Result<ControllerIdentity> parse_identify_controller(std::span<const std::uint8_t> data);
+
+/// One LBA format (figure 251).
+struct LbaFormat {
+  std::uint16_t metadata_bytes = 0;  ///< MS
+  std::uint8_t data_shift = 0;       ///< LBADS: log2 of the block size (>= 9 when in use)
+  std::uint8_t relative_performance = 0;  ///< RP
+};
+
+/// The parts of Identify Namespace (figure 249) the driver uses.
+struct NamespaceInfo {
+  std::uint32_t nsid = 0;
+  std::uint64_t size_blocks = 0;      ///< NSZE
+  std::uint64_t capacity_blocks = 0;  ///< NCAP
+  std::uint64_t used_blocks = 0;      ///< NUSE
+  std::uint8_t format_index = 0;      ///< FLBAS bits 3:0
+  std::uint32_t block_size = 0;       ///< 2^LBADS of the format in use
+  std::uint16_t metadata_bytes = 0;   ///< MS of the format in use
+  bool extended_lba = false;          ///< FLBAS bit 4: metadata inline with the data
+  std::vector<LbaFormat> formats;     ///< NLBAF + 1 entries
+
+  [[nodiscard]] std::uint64_t size_bytes() const noexcept { return size_blocks * block_size; }
+};
+
+/// Decodes Identify Namespace for `nsid`. Fails when `data` is short, the namespace is inactive
+/// (NSZE 0), NLBAF or the format index is out of range (more than 16 formats), or the block
+/// size of the format in use is below 512 bytes or above 64 KiB.
+[[nodiscard]] Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid,
+                                                             std::span<const std::uint8_t> data);
+
+/// Decodes the active namespace ID list (CNS 02h): the IDs before the first zero, at most 1024.
+/// Fails when `data` is short or the IDs are not strictly increasing (the spec orders them), or
+/// an ID is 0xFFFFFFFF (the broadcast value).
+[[nodiscard]] Result<std::vector<std::uint32_t>> parse_active_namespace_list(
+    std::span<const std::uint8_t> data);
+
+}  // namespace vfe::nvme

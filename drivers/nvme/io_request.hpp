@@ -1,0 +1,47 @@
+#pragma once
+/// \file
+/// `IoRequest`: one read, write, flush or write-zeroes as an application hands it to an `IoQueue`.
+
+#include <cstdint>
+#include <span>
+
+#include "drivers/nvme/prp.hpp"
+#include "drivers/nvme/spec.hpp"
+#include "drivers/nvme/status.hpp"
+#include "engine/queue_pair.hpp"
+
+namespace vfe::nvme {
+
+/// An I/O request. The submitter owns it (and the data it names) from `IoQueue::submit` until
+/// `on_complete` has run on the queue's worker; the driver neither allocates nor frees it.
+///
+/// A request may be larger than the controller's maximum transfer (MDTS): the queue splits it
+/// into as many commands as needed and completes the request once, when the last of them is
+/// done. `on_complete(req, status)` gets 0, or a negative errno: the errno of the first failing
+/// command (see `to_errno(Status)`; `status` then holds the controller's status code), -ENODEV /
+/// -ETIMEDOUT / -EIO when the controller failed, was reset or timed out (`status` stays ok), or
+/// -ECANCELED when the queue was destroyed first.
+struct IoRequest : engine::Request {
+  IoOpcode opcode = IoOpcode::read;
+  std::uint32_t nsid = 1;
+  std::uint64_t lba = 0;
+  /// Logical blocks to transfer (read, write, write zeroes); 0 for flush.
+  std::uint64_t blocks = 0;
+  /// Where the data lies (read, write): exactly blocks x block size bytes, laid out as PRPs
+  /// allow (see `check_prp_layout`). Empty for flush and write zeroes. Must stay valid until
+  /// completion.
+  std::span<const DataSegment> data;
+
+  /// Output: the controller's status of the first command that failed (ok otherwise).
+  Status status{};
+
+  /// The queue's bookkeeping while the request is in flight; not for the submitter.
+  struct Progress {
+    std::uint64_t next_block = 0;  ///< blocks already put in commands
+    std::uint32_t in_flight = 0;   ///< commands issued and not yet completed
+    bool issued_all = false;       ///< nothing left to put in a command
+    int error = 0;                 ///< first error (negative errno), 0 so far
+  } progress{};
+};
+
+}  // namespace vfe::nvme
