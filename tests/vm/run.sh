@@ -2,12 +2,15 @@
 # The VM rig: runs test binaries against the real kernel's VFIO in a QEMU guest.
 #
 # usage: tests/vm/run.sh --mode type1|iommufd|noiommu [--timeout SECONDS] [--disk-dir DIR]
-#                        BINARY [BINARY...]
+#                        [--with PROGRAM]... BINARY [BINARY...]
 #
 # Boots a q35 guest under TCG with two NUMA nodes, an emulated Intel IOMMU (not in noiommu mode),
 # two NVMe controllers (the second behind a pxb-pcie expander on node 1), one edu and two e1000e
 # on one hub; binds them to vfio-pci inside the guest; runs each binary there with VFE_VM_MODE and
-# VFE_VM_DEVICES ("nvme=0000:00:02.0 edu=..."); and prints the serial log and "N passed, N failed".
+# VFE_VM_DEVICES ("nvme=0000:00:02.0 edu=...") and VFE_VM_DISK_BYTES (each NVMe image's size); and
+# prints the serial log and "N passed, N failed". --with stages a program (and its libraries) in the
+# guest's PATH without running it, for a BINARY that is a script calling it. --disk-dir keeps the
+# NVMe images (nvme0.img, nvme1.img) there, for checks on the host after the guest is off.
 # Modes: type1 boots Debian's own kernel; iommufd and noiommu boot the small 6.12 kernel that
 # build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD, the VFIO cdev and no-IOMMU).
 #
@@ -19,13 +22,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 rig_error() { echo "vm: error: $*" >&2; exit 2; }
 usage() { sed -n '3,5s/^# //p' "${BASH_SOURCE[0]}"; }
 
-mode="" timeout_s=600 disk_dir="" binaries=()
+mode="" timeout_s=600 disk_dir="" binaries=() extras=()
 while (($#)); do
   case $1 in
     --mode) mode=${2:-}; shift 2 || rig_error "--mode needs a value: type1, iommufd or noiommu" ;;
     --mode=*) mode=${1#*=}; shift ;;
     --timeout) timeout_s=${2:-}; shift 2 || rig_error "--timeout needs a number of seconds" ;;
     --disk-dir) disk_dir=${2:-}; shift 2 || rig_error "--disk-dir needs a folder" ;;
+    --with) extras+=("${2:-}"); shift 2 || rig_error "--with needs a program" ;;
     -h|--help) usage; exit 0 ;;
     -*) rig_error "unknown option '$1' (see --help)" ;;
     *) binaries+=("$1"); shift ;;
@@ -38,8 +42,8 @@ case $mode in
 esac
 [[ $timeout_s =~ ^[0-9]+$ ]] || rig_error "--timeout '$timeout_s' is not a number of seconds"
 ((${#binaries[@]})) || rig_error "no test binary given (see --help)"
-for b in "${binaries[@]}"; do
-  [[ -f $b && -x $b ]] || rig_error "test binary '$b' does not exist or is not executable"
+for b in "${binaries[@]}" "${extras[@]}"; do
+  [[ -f $b && -x $b ]] || rig_error "program '$b' does not exist or is not executable"
 done
 for tool in qemu-system-x86_64 busybox cpio gzip gcc; do
   command -v "$tool" >/dev/null || rig_error "$tool is missing; run scripts/setup-deps.sh"
@@ -78,15 +82,18 @@ stage_file() {
   done
 }
 : >"$stage/opt/vfe/tests"
-for b in "${binaries[@]}"; do
-  name=$(basename "$b")
-  cp "$b" "$stage/opt/vfe/bin/$name"
-  echo "$name" >>"$stage/opt/vfe/tests"
-  # Every shared library the binary loads, and the dynamic loader itself.
+for b in "${binaries[@]}" "${extras[@]}"; do
+  cp "$b" "$stage/opt/vfe/bin/"
+  # Every shared library the program loads, and the dynamic loader itself.
   while read -r lib; do stage_file "$lib"; done < <(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | sort -u)
 done
+for b in "${binaries[@]}"; do
+  basename "$b" >>"$stage/opt/vfe/tests"
+done
+disk_bytes=$((64 << 20))
 cat >"$stage/etc/vm.conf" <<CONF
 VM_MODE=$mode
+VM_DISK_BYTES=$disk_bytes
 VM_MODULE_ARGS="$([[ $mode == noiommu ]] && echo enable_unsafe_noiommu_mode=1)"
 CONF
 (cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
@@ -94,7 +101,7 @@ CONF
 # --- Machine -------------------------------------------------------------------------------------
 if [[ -n $disk_dir ]]; then mkdir -p "$disk_dir"; else disk_dir=$work; fi
 for i in 0 1; do
-  [[ -f $disk_dir/nvme$i.img ]] || truncate -s 64M "$disk_dir/nvme$i.img"
+  [[ -f $disk_dir/nvme$i.img ]] || truncate -s "$disk_bytes" "$disk_dir/nvme$i.img"
 done
 append="console=ttyS0 panic=-1 loglevel=4 rdinit=/init"
 # Without an IOMMU a device sees physical addresses, and edu drives only 28 address bits: the

@@ -1,0 +1,285 @@
+// The NVMe driver when things go wrong: a read past the namespace end, an FLR during I/O, a
+// command that never completes (its interrupt goes nowhere), and a process killed mid-I/O. In
+// each, every request completes exactly once, and the controller can be used again.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mmio/config_space.hpp"
+#include "mmio/pci_caps.hpp"
+#include "tests/vm/nvme_support.hpp"
+
+namespace vfe::vmtest {
+namespace {
+
+using nvme::IoOpcode;
+
+std::unique_ptr<engine::Worker> polling_worker() {
+  engine::WorkerOptions o;
+  o.mode = engine::WorkerMode::polling;
+  auto w = engine::Worker::start(std::move(o));
+  return w ? std::move(w).value() : nullptr;
+}
+
+// Controller options for fault tests: the watchdog looks every 20 ms.
+nvme::ControllerOptions quick_watchdog() {
+  nvme::ControllerOptions opts;
+  opts.io_queues = 2;
+  opts.watchdog_period = std::chrono::milliseconds(20);
+  return opts;
+}
+
+// A short write then read of the scratch band: the controller serves I/O.
+void expect_controller_works(nvme::Controller& c, engine::Worker& w, unsigned index) {
+  auto q = c.create_io_queue(w, {});
+  ASSERT_TRUE(q) << q.error().message();
+  auto buf = dma::DmaBuffer::allocate(c.dma_space(), 16384);
+  ASSERT_TRUE(buf);
+  const std::uint64_t at = kScratchEnd - 16384;
+  fill_pattern(buf->data(), index, at, 16384);
+  const nvme::DataSegment seg{buf->iova(), 16384};
+  WaitableRequest wr(&w);
+  wr.opcode = IoOpcode::write;
+  wr.lba = at / kBlock;
+  wr.blocks = 32;
+  wr.data = {&seg, 1};
+  ASSERT_EQ(run_io(**q, wr), 0) << nvme::to_string(wr.status);
+  std::memset(buf->data(), 0, 16384);
+  WaitableRequest rd(&w);
+  rd.opcode = IoOpcode::read;
+  rd.lba = wr.lba;
+  rd.blocks = 32;
+  rd.data = {&seg, 1};
+  ASSERT_EQ(run_io(**q, rd), 0) << nvme::to_string(rd.status);
+  EXPECT_EQ(first_mismatch(buf->data(), index, at, 16384), ~0ULL);
+}
+
+TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
+  auto c = open_nvme(0);
+  ASSERT_TRUE(c);
+  auto w = polling_worker();
+  ASSERT_TRUE(w);
+  auto q = c->create_io_queue(*w, {});
+  ASSERT_TRUE(q) << q.error().message();
+  auto buf = dma::DmaBuffer::allocate(c->dma_space(), 4096);
+  ASSERT_TRUE(buf);
+  const nvme::DataSegment seg{buf->iova(), 1024};
+  const std::uint64_t end = c->namespaces().front().size_blocks;
+  for (const std::uint64_t lba : {end, end - 1, end + 1000}) {
+    WaitableRequest rd(w.get());
+    rd.opcode = IoOpcode::read;
+    rd.lba = lba;
+    rd.blocks = 2;
+    rd.data = {&seg, 1};
+    EXPECT_EQ(run_io(**q, rd), -ERANGE) << "lba " << lba;
+    EXPECT_TRUE(rd.status.is(nvme::sct::kGeneric, nvme::sc::kLbaOutOfRange)) << nvme::to_string(rd.status);
+    EXPECT_NE(nvme::to_string(rd.status).find("LBA Out of Range"), std::string::npos);
+  }
+  WaitableRequest ok_read(w.get());
+  ok_read.opcode = IoOpcode::read;
+  ok_read.lba = end - 2;
+  ok_read.blocks = 2;
+  ok_read.data = {&seg, 1};
+  EXPECT_EQ(run_io(**q, ok_read), 0) << "the last two blocks are in range";
+  EXPECT_EQ((*q)->stats().errors.load(), 3U);
+  EXPECT_EQ(c->state(), nvme::ControllerState::running);
+}
+
+// Many large writes in flight; an FLR underneath. Each request completes once, some with an
+// error; the driver notices (CSTS.RDY fell) and fails the rest; a new controller object works.
+TEST(NvmeFaults, FlrDuringIoFailsEveryOutstandingRequestOnceAndTheControllerComesBack) {
+  auto c = open_nvme(0, quick_watchdog());
+  ASSERT_TRUE(c);
+  auto w = polling_worker();
+  ASSERT_TRUE(w);
+  auto q = c->create_io_queue(*w, {.entries = 129});
+  ASSERT_TRUE(q) << q.error().message();
+  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 2U << 20);
+  ASSERT_TRUE(buf);
+  constexpr std::size_t kReqs = 600;
+  constexpr std::uint64_t kLen = 64 * 1024;
+  const nvme::DataSegment seg{buf->iova(), kLen};
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;
+  for (std::size_t k = 0; k < kReqs; ++k) {
+    auto r = std::make_unique<WaitableRequest>(w.get());
+    r->opcode = IoOpcode::write;
+    r->lba = (kScratchBegin + (k % 128) * kLen) / kBlock;
+    r->blocks = kLen / kBlock;
+    r->data = {&seg, 1};
+    ASSERT_EQ((*q)->submit(*r), 0);
+    reqs.push_back(std::move(r));
+  }
+  // Let some finish, then reset the function under the rest.
+  while (reqs[20]->completions.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  ASSERT_TRUE(c->device().reset());
+  int ok = 0, failed = 0;
+  for (const auto& r : reqs) {
+    const int rc = r->wait();
+    ASSERT_NE(rc, 1) << "a request never completed";
+    (rc == 0 ? ok : failed) += 1;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // would a late duplicate show?
+  for (const auto& r : reqs) {
+    EXPECT_EQ(r->completions.load(), 1);
+    EXPECT_TRUE(r->on_worker);
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(failed, 0) << "the FLR came after every write had finished; nothing was tested";
+  EXPECT_EQ(c->state(), nvme::ControllerState::failed);
+  EXPECT_NE(c->failure().find("CSTS.RDY"), std::string::npos) << c->failure();
+  EXPECT_EQ((*q)->submit(*reqs[0]), -EIO) << "a failed controller refuses new requests";
+  q->reset();
+  buf.reset();  // a buffer goes before the controller whose DMA space it is in
+  c.reset();
+  auto again = open_nvme(0);
+  ASSERT_TRUE(again);
+  expect_controller_works(*again, *w, 0);
+}
+
+// A command whose completion never arrives (its MSI-X vector is disconnected from the eventfd):
+// after io_timeout the controller is disabled and every request fails with ETIMEDOUT, once.
+TEST(NvmeFaults, CommandsThatTimeOutFailOnceWithEtimedout) {
+  nvme::ControllerOptions opts;
+  opts.io_queues = 2;
+  opts.io_timeout = std::chrono::milliseconds(300);
+  opts.watchdog_period = std::chrono::milliseconds(50);
+  auto c = open_nvme(0, opts);
+  ASSERT_TRUE(c);
+  engine::WorkerOptions o;
+  o.mode = engine::WorkerMode::interrupt;
+  auto w = engine::Worker::start(std::move(o));
+  ASSERT_TRUE(w);
+  auto q = c->create_io_queue(**w, {.completion = engine::CompletionMode::interrupt});
+  ASSERT_TRUE(q) << q.error().message();
+  ASSERT_TRUE(c->irqs().set_attached((*q)->qid(), false));
+  auto buf = dma::DmaBuffer::allocate(c->dma_space(), 4096);
+  ASSERT_TRUE(buf);
+  const nvme::DataSegment seg{buf->iova(), 4096};
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;
+  for (int k = 0; k < 8; ++k) {
+    auto r = std::make_unique<WaitableRequest>(w->get());
+    r->opcode = IoOpcode::read;
+    r->lba = kScratchBegin / kBlock + 8 * static_cast<unsigned>(k);
+    r->blocks = 8;
+    r->data = {&seg, 1};
+    ASSERT_EQ((*q)->submit(*r), 0);
+    reqs.push_back(std::move(r));
+  }
+  for (const auto& r : reqs) {
+    EXPECT_EQ(r->wait(std::chrono::milliseconds(10'000)), -ETIMEDOUT);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (const auto& r : reqs) {
+    EXPECT_EQ(r->completions.load(), 1);
+  }
+  EXPECT_EQ(c->state(), nvme::ControllerState::failed);
+  EXPECT_NE(c->failure().find("did not complete within 300 ms"), std::string::npos) << c->failure();
+}
+
+// With bus mastering off, QEMU's controller cannot fetch the command and sets CSTS.CFS: the
+// driver reports the fatal status and fails the request; a new bring-up recovers.
+TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
+  auto c = open_nvme(0, quick_watchdog());
+  ASSERT_TRUE(c);
+  auto w = polling_worker();
+  ASSERT_TRUE(w);
+  auto q = c->create_io_queue(*w, {});
+  ASSERT_TRUE(q) << q.error().message();
+  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 4096);
+  ASSERT_TRUE(buf);
+  auto config = mmio::ConfigSpace::open(c->device());
+  ASSERT_TRUE(config);
+  const auto command = config->read16(mmio::pci::kCommand);
+  ASSERT_TRUE(command);
+  ASSERT_TRUE(config->write16(mmio::pci::kCommand, *command & ~mmio::pci::kCommandBusMaster));
+  const nvme::DataSegment seg{buf->iova(), 4096};
+  WaitableRequest rd(w.get());
+  rd.opcode = IoOpcode::read;
+  rd.lba = kScratchBegin / kBlock;
+  rd.blocks = 8;
+  rd.data = {&seg, 1};
+  EXPECT_EQ(run_io(**q, rd), -EIO);
+  EXPECT_EQ(rd.completions.load(), 1);
+  EXPECT_EQ(c->state(), nvme::ControllerState::failed);
+  EXPECT_NE(c->failure().find("fatal status (CSTS.CFS)"), std::string::npos) << c->failure();
+  q->reset();
+  buf.reset();
+  c.reset();
+  auto again = open_nvme(0);
+  ASSERT_TRUE(again);
+  expect_controller_works(*again, *w, 0);
+}
+
+// The child: I/O on controller 0 until it is killed. It says "running" once I/O flows.
+[[noreturn]] void child_io(int ready_fd) {
+  auto c = nvme::Controller::create(devices_of("nvme").at(0).to_string(), {.mode = mode()});
+  if (!c) {
+    std::fprintf(stderr, "child: %s\n", c.error().message().c_str());
+    std::_Exit(3);
+  }
+  auto w = polling_worker();
+  auto q = (*c)->create_io_queue(*w, {});
+  auto buf = dma::DmaBuffer::allocate((*c)->dma_space(), 1U << 20);
+  if (!w || !q || !buf) {
+    std::_Exit(4);
+  }
+  const nvme::DataSegment seg{buf->iova(), 64 * 1024};
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;
+  for (int k = 0; k < 64; ++k) {
+    reqs.push_back(std::make_unique<WaitableRequest>(w.get()));
+  }
+  for (std::uint64_t round = 0;; ++round) {
+    for (std::size_t k = 0; k < reqs.size(); ++k) {
+      auto& r = *reqs[k];
+      r.completions = 0;
+      r.opcode = IoOpcode::write;
+      r.lba = (kScratchBegin + k * 64 * 1024) / kBlock;
+      r.blocks = 128;
+      r.data = {&seg, 1};
+      while ((*q)->submit(r) == -EAGAIN) {
+      }
+    }
+    for (auto& r : reqs) {
+      r->wait();
+    }
+    if (round == 1 && ::write(ready_fd, "r", 1) != 1) {
+      std::_Exit(5);
+    }
+  }
+}
+
+TEST(NvmeFaults, ProcessKilledMidIoThenANewOneUsesTheController) {
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    child_io(pipefd[1]);
+  }
+  ::close(pipefd[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(pipefd[0], &byte, 1), 1) << "the child never got I/O going";
+  ::close(pipefd[0]);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  auto c = open_nvme(0);
+  ASSERT_TRUE(c) << "the controller is usable after its user died mid-I/O";
+  auto w = polling_worker();
+  ASSERT_TRUE(w);
+  expect_controller_works(*c, *w, 0);
+}
+
+}  // namespace
+}  // namespace vfe::vmtest

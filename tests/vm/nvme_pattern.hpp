@@ -1,0 +1,43 @@
+#pragma once
+// What the NVMe data-integrity test writes, shared by the guest test (nvme_test.cpp) and the
+// host-side check of the disk images after the guest powered off (disk_check.cpp): regions
+// spread over the 64 MiB namespace, sized to need one page, two pages, a PRP list, and more than
+// MDTS (QEMU: 512 KiB), some starting mid-page in their buffer. Other tests write only inside
+// the scratch band, which no region overlaps.
+
+#include <array>
+#include <cstdint>
+
+namespace vfe::vmtest {
+
+struct PatternRegion {
+  std::uint64_t offset;      // byte offset on the disk (a multiple of 512)
+  std::uint64_t length;      // bytes (a multiple of 512)
+  std::uint64_t buffer_lead; // where the data starts in its DMA buffer (dword aligned)
+  unsigned segments;         // how many DMA buffers the data is scattered over
+};
+
+inline constexpr std::uint64_t kMiB = 1ULL << 20;
+inline constexpr std::uint64_t kDiskBytes = 64 * kMiB;  // tests/vm/run.sh makes 64 MiB images
+inline constexpr std::uint64_t kScratchBegin = 40 * kMiB, kScratchEnd = 56 * kMiB;
+
+inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
+    {0, 4096, 0, 1},                        // one page
+    {1 * kMiB + 512, 512, 512, 1},          // one block, mid-page in its buffer
+    {4 * kMiB, 8192, 0, 1},                 // two pages: PRP2 is the second page
+    {8 * kMiB, 64 * 1024 + 512, 1024, 1},   // a PRP list, and a first page that starts mid-page
+    {16 * kMiB, 1536 * 1024, 0, 1},         // three times MDTS: split into commands
+    {24 * kMiB + 4096, 3 * kMiB, 0, 3},     // above MDTS, scattered over three buffers
+    {33 * kMiB, 200 * 1024, 2048, 1},       // a PRP list again, uneven size
+    {kDiskBytes - 8192, 8192, 0, 1},        // the last blocks of the namespace
+}};
+
+// The 64-bit word at disk offset `offset` (8-byte aligned) of controller `index`.
+[[nodiscard]] constexpr std::uint64_t pattern_word(unsigned index, std::uint64_t offset) noexcept {
+  std::uint64_t z = (offset / 8) ^ (std::uint64_t{index + 1} << 56) ^ 0x5646455f4e564d45ULL;  // "VFE_NVME"
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace vfe::vmtest

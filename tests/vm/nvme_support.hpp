@@ -1,0 +1,106 @@
+#pragma once
+// Helpers the NVMe VM tests share: opening a controller of the rig, a request that can be waited
+// for, and filling and checking buffers with the disk pattern.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "dma/dma_buffer.hpp"
+#include "drivers/nvme/controller.hpp"
+#include "drivers/nvme/io_queue.hpp"
+#include "engine/worker.hpp"
+#include "tests/vm/nvme_pattern.hpp"
+#include "tests/vm/vm_env.hpp"
+
+namespace vfe::vmtest {
+
+inline constexpr std::uint32_t kBlock = 512;  // QEMU's NVMe namespaces use 512-byte blocks
+
+/// The rig's NVMe controller `index` (0: node 0, 1: behind the node-1 bridge).
+inline std::unique_ptr<nvme::Controller> open_nvme(unsigned index, nvme::ControllerOptions options = {}) {
+  options.mode = mode();
+  auto c = nvme::Controller::create(devices_of("nvme").at(index).to_string(), options);
+  if (!c) {
+    ADD_FAILURE() << c.error().message();
+    return nullptr;
+  }
+  return std::move(c).value();
+}
+
+/// A DMA buffer in the controller's space, or nothing (the test then fails); in an optional so a
+/// test can free it before the controller.
+inline std::optional<dma::DmaBuffer> dma_buffer(nvme::Controller& c, std::uint64_t size) {
+  auto b = dma::DmaBuffer::allocate(c.dma_space(), size);
+  if (!b) {
+    ADD_FAILURE() << b.error().message();
+    return std::nullopt;
+  }
+  return std::move(*b);
+}
+
+/// A request whose completion a test thread can wait for.
+struct WaitableRequest : nvme::IoRequest {
+  std::atomic<int> completions{0};
+  std::atomic<int> result{1};
+  std::atomic<bool> on_worker{true};
+  engine::Worker* worker = nullptr;
+
+  explicit WaitableRequest(engine::Worker* w = nullptr) : worker(w) {
+    on_complete = [](engine::Request* r, int rc) noexcept {
+      auto* self = static_cast<WaitableRequest*>(r);
+      if (self->worker != nullptr && !self->worker->on_worker_thread()) {
+        self->on_worker = false;
+      }
+      self->result.store(rc, std::memory_order_relaxed);
+      self->completions.fetch_add(1, std::memory_order_release);
+    };
+  }
+  /// Waits until completed once; returns the status, or 1 on timeout.
+  int wait(std::chrono::milliseconds limit = std::chrono::milliseconds(20'000)) const {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (completions.load(std::memory_order_acquire) == 0) {
+      if (std::chrono::steady_clock::now() > end) {
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return result.load(std::memory_order_relaxed);
+  }
+};
+
+/// Submits `req` (retrying while the ring is full) and waits for it; returns its status.
+inline int run_io(nvme::IoQueue& q, WaitableRequest& req) {
+  int rc;
+  while ((rc = q.submit(req)) == -EAGAIN) {
+    std::this_thread::yield();
+  }
+  return rc != 0 ? rc : req.wait();
+}
+
+/// Fills `len` bytes at `p` with the pattern of controller `index` for disk offset `offset`.
+inline void fill_pattern(void* p, unsigned index, std::uint64_t offset, std::uint64_t len) {
+  auto* w = static_cast<std::uint64_t*>(p);
+  for (std::uint64_t i = 0; i < len / 8; ++i) {
+    w[i] = pattern_word(index, offset + i * 8);
+  }
+}
+
+/// The first disk offset in [offset, offset + len) whose bytes at `p` differ from the pattern,
+/// or ~0 when all match.
+inline std::uint64_t first_mismatch(const void* p, unsigned index, std::uint64_t offset, std::uint64_t len) {
+  const auto* w = static_cast<const std::uint64_t*>(p);
+  for (std::uint64_t i = 0; i < len / 8; ++i) {
+    if (w[i] != pattern_word(index, offset + i * 8)) {
+      return offset + i * 8;
+    }
+  }
+  return ~0ULL;
+}
+
+}  // namespace vfe::vmtest

@@ -1,0 +1,302 @@
+// The NVMe driver against QEMU's NVMe controllers, through the real kernel's VFIO: identify,
+// data integrity over the whole namespace (checked again on the host from the disk images once
+// the guest is off, see disk_check.cpp), and queue depth 128 on both controllers at once in
+// every completion mode, each controller served by the worker of its NUMA node.
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/units.hpp"
+#include "engine/engine.hpp"
+#include "tests/vm/nvme_support.hpp"
+
+namespace vfe::vmtest {
+namespace {
+
+using nvme::IoOpcode;
+
+std::uint64_t disk_bytes() {
+  const char* v = std::getenv("VFE_VM_DISK_BYTES");
+  return v != nullptr ? std::strtoull(v, nullptr, 10) : 0;
+}
+
+std::unique_ptr<engine::Worker> start_worker(engine::WorkerMode mode) {
+  engine::WorkerOptions o;
+  o.mode = mode;
+  auto w = engine::Worker::start(std::move(o));
+  if (!w) {
+    ADD_FAILURE() << w.error().message();
+    return nullptr;
+  }
+  return std::move(w).value();
+}
+
+TEST(NvmeVm, IdentifiesBothControllersAndTheirNamespace) {
+  ASSERT_EQ(disk_bytes(), kDiskBytes) << "the rig passes the image size as VFE_VM_DISK_BYTES";
+  for (unsigned i : {0U, 1U}) {
+    auto c = open_nvme(i);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->identity().model, "QEMU NVMe Ctrl");
+    EXPECT_EQ(c->identity().serial, "vfe-nvme-" + std::to_string(i)) << "serial from QEMU's command line";
+    ASSERT_EQ(c->namespaces().size(), 1U);
+    const nvme::NamespaceInfo& ns = c->namespaces().front();
+    EXPECT_EQ(ns.nsid, 1U);
+    EXPECT_EQ(ns.block_size, kBlock);
+    EXPECT_EQ(ns.size_bytes(), disk_bytes()) << "namespace size = disk image size";
+    EXPECT_EQ(c->max_transfer_bytes(), 512U * 1024) << "QEMU's MDTS 7 with 4 KiB pages";
+    EXPECT_GE(c->io_queue_limit(), 1U);
+    EXPECT_EQ(c->state(), nvme::ControllerState::running);
+    EXPECT_TRUE(c->shutdown());
+    EXPECT_EQ(c->state(), nvme::ControllerState::shut_down);
+  }
+}
+
+// One region of the pattern, written through `q` and read back; buffers as the region says.
+void write_and_verify(nvme::Controller& c, nvme::IoQueue& q, engine::Worker& w, unsigned index,
+                      const PatternRegion& r) {
+  SCOPED_TRACE("region at " + std::to_string(r.offset) + ", " + std::to_string(r.length) + " bytes");
+  const std::uint64_t seg_len = r.length / r.segments;
+  std::vector<dma::DmaBuffer> bufs;
+  std::vector<nvme::DataSegment> segs;
+  for (unsigned s = 0; s < r.segments; ++s) {
+    const std::uint64_t lead = s == 0 ? r.buffer_lead : 0;
+    auto b = dma::DmaBuffer::allocate(c.dma_space(), align_up(lead + seg_len, 4096));
+    ASSERT_TRUE(b) << b.error().message();
+    fill_pattern(b->as<std::uint8_t>() + lead, index, r.offset + s * seg_len, seg_len);
+    segs.push_back({b->iova_at(lead), seg_len});
+    bufs.push_back(std::move(*b));
+  }
+  WaitableRequest wr(&w);
+  wr.opcode = IoOpcode::write;
+  wr.lba = r.offset / kBlock;
+  wr.blocks = r.length / kBlock;
+  wr.data = segs;
+  ASSERT_EQ(run_io(q, wr), 0) << nvme::to_string(wr.status);
+  for (unsigned s = 0; s < r.segments; ++s) {
+    std::memset(bufs[s].data(), 0, bufs[s].size());
+  }
+  WaitableRequest rd(&w);
+  rd.opcode = IoOpcode::read;
+  rd.lba = wr.lba;
+  rd.blocks = wr.blocks;
+  rd.data = segs;
+  ASSERT_EQ(run_io(q, rd), 0) << nvme::to_string(rd.status);
+  EXPECT_TRUE(wr.on_worker && rd.on_worker);
+  for (unsigned s = 0; s < r.segments; ++s) {
+    const std::uint64_t lead = s == 0 ? r.buffer_lead : 0;
+    EXPECT_EQ(first_mismatch(bufs[s].as<std::uint8_t>() + lead, index, r.offset + s * seg_len, seg_len), ~0ULL)
+        << "segment " << s << " read back differs";
+  }
+}
+
+// The patterns stay on the disks for the host to check after power-off (tests/vm/run_suite.sh).
+TEST(NvmeVm, DataIntegrityAcrossTheNamespace) {
+  for (unsigned i : {0U, 1U}) {
+    auto c = open_nvme(i);
+    ASSERT_TRUE(c);
+    auto w = start_worker(engine::WorkerMode::polling);
+    ASSERT_TRUE(w);
+    auto q = c->create_io_queue(*w, {.entries = 64, .completion = engine::CompletionMode::polling});
+    ASSERT_TRUE(q) << q.error().message();
+    for (const PatternRegion& r : kPatternRegions) {
+      write_and_verify(*c, **q, *w, i, r);
+    }
+    WaitableRequest flush(w.get());
+    flush.opcode = IoOpcode::flush;
+    EXPECT_EQ(run_io(**q, flush), 0);
+    const auto& st = (*q)->stats();
+    EXPECT_EQ(st.requests.load(), 2 * kPatternRegions.size() + 1);
+    EXPECT_GT(st.commands.load(), st.requests.load()) << "transfers above MDTS were split";
+    EXPECT_EQ(st.errors.load(), 0U);
+    q->reset();
+    EXPECT_TRUE(c->shutdown()) << "data is on the medium before the guest powers off";
+  }
+}
+
+TEST(NvmeVm, WriteZeroesAndRequestsThatCannotBeDescribed) {
+  auto c = open_nvme(0);
+  ASSERT_TRUE(c);
+  auto w = start_worker(engine::WorkerMode::polling);
+  auto q = c->create_io_queue(*w, {});
+  ASSERT_TRUE(q) << q.error().message();
+  auto buf = dma::DmaBuffer::allocate(c->dma_space(), 8192);
+  ASSERT_TRUE(buf);
+  const std::uint64_t lba = kScratchBegin / kBlock;
+  fill_pattern(buf->data(), 0, kScratchBegin, 8192);
+  const nvme::DataSegment whole{buf->iova(), 8192};
+  WaitableRequest wr(w.get());
+  wr.opcode = IoOpcode::write;
+  wr.lba = lba;
+  wr.blocks = 16;
+  wr.data = {&whole, 1};
+  ASSERT_EQ(run_io(**q, wr), 0);
+  WaitableRequest wz(w.get());
+  wz.opcode = IoOpcode::write_zeroes;
+  wz.lba = lba + 4;
+  wz.blocks = 8;
+  ASSERT_EQ(run_io(**q, wz), 0) << nvme::to_string(wz.status);
+  std::memset(buf->data(), 0xee, 8192);
+  WaitableRequest rd(w.get());
+  rd.opcode = IoOpcode::read;
+  rd.lba = lba;
+  rd.blocks = 16;
+  rd.data = {&whole, 1};
+  ASSERT_EQ(run_io(**q, rd), 0);
+  const auto* bytes = buf->as<std::uint8_t>();
+  EXPECT_EQ(first_mismatch(bytes, 0, kScratchBegin, 2048), ~0ULL);
+  for (int i = 2048; i < 6144; ++i) {
+    ASSERT_EQ(bytes[i], 0) << "byte " << i << " was zeroed";
+  }
+  EXPECT_EQ(first_mismatch(bytes + 6144, 0, kScratchBegin + 6144, 2048), ~0ULL);
+
+  // Refused at submit, before reaching the controller: size not blocks x 512, a second segment
+  // that does not start on a page, zero blocks, an unknown namespace.
+  const nvme::DataSegment odd[2] = {{buf->iova(), 512}, {buf->iova_at(1024), 512}};
+  WaitableRequest bad(w.get());
+  bad.opcode = IoOpcode::read;
+  bad.lba = lba;
+  bad.blocks = 2;
+  bad.data = {odd, 1};
+  EXPECT_EQ((*q)->submit(bad), -EINVAL) << "1 block of data for 2 blocks";
+  bad.data = {odd, 2};
+  EXPECT_EQ((*q)->submit(bad), -EINVAL) << "a gap between segments";
+  bad.blocks = 0;
+  EXPECT_EQ((*q)->submit(bad), -EINVAL) << "zero blocks";
+  bad.blocks = 1;
+  bad.data = {odd, 1};
+  bad.nsid = 7;
+  EXPECT_EQ((*q)->submit(bad), -EINVAL) << "no namespace 7";
+  EXPECT_EQ(bad.completions.load(), 0) << "a refused request never completes";
+  EXPECT_EQ((*q)->stats().errors.load(), 0U);
+}
+
+// Queue depth 128 on both controllers at once: 512 writes of 4 KiB per controller, then reads.
+struct Lane {
+  std::unique_ptr<nvme::Controller> ctrl;
+  engine::Worker* worker = nullptr;
+  std::unique_ptr<nvme::IoQueue> queue;
+  std::optional<dma::DmaBuffer> buf;
+  std::vector<nvme::DataSegment> segs;
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;
+  std::size_t next = 0;
+};
+
+constexpr std::size_t kRequests = 512, kDepth = 128, kIoBytes = 4096;
+
+void start_pass(Lane& l, IoOpcode op) {
+  l.next = 0;
+  for (std::size_t k = 0; k < kRequests; ++k) {
+    auto r = std::make_unique<WaitableRequest>(l.worker);
+    r->opcode = op;
+    r->lba = (kScratchBegin + k * kIoBytes * 3) / kBlock;  // spread over the scratch band
+    r->blocks = kIoBytes / kBlock;
+    r->data = {&l.segs[k], 1};
+    l.reqs[k] = std::move(r);
+  }
+}
+
+// Submits while fewer than kDepth of the lane's requests are in flight; true when all are done.
+bool pump(Lane& l) {
+  std::size_t done = 0;
+  for (std::size_t k = 0; k < l.next; ++k) {
+    done += l.reqs[k]->completions.load(std::memory_order_acquire) != 0 ? 1 : 0;
+  }
+  while (l.next < kRequests && l.next - done < kDepth) {
+    const int rc = l.queue->submit(*l.reqs[l.next]);
+    if (rc == -EAGAIN) {
+      break;
+    }
+    EXPECT_EQ(rc, 0);
+    ++l.next;
+  }
+  return done == kRequests;
+}
+
+void run_pass(std::vector<Lane>& lanes, IoOpcode op) {
+  for (auto& l : lanes) {
+    start_pass(l, op);
+  }
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (bool all = false; !all;) {
+    all = true;
+    for (auto& l : lanes) {
+      all = pump(l) && all;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), end) << "requests did not complete";
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  for (auto& l : lanes) {
+    for (const auto& r : l.reqs) {
+      EXPECT_EQ(r->completions.load(), 1);
+      EXPECT_EQ(r->result.load(), 0) << nvme::to_string(r->status);
+      EXPECT_TRUE(r->on_worker) << "completed on the queue's worker";
+    }
+  }
+}
+
+class NvmeQueueDepth : public ::testing::TestWithParam<engine::CompletionMode> {};
+
+TEST_P(NvmeQueueDepth, BothControllersAtDepth128OnTheirNodesWorkers) {
+  const engine::CompletionMode completion = GetParam();
+  engine::EngineOptions eo;
+  eo.mode = completion == engine::CompletionMode::polling     ? engine::WorkerMode::polling
+            : completion == engine::CompletionMode::interrupt ? engine::WorkerMode::interrupt
+                                                              : engine::WorkerMode::adaptive;
+  auto eng = engine::Engine::create(eo);
+  ASSERT_TRUE(eng) << eng.error().message();
+  std::vector<Lane> lanes(2);
+  for (unsigned i : {0U, 1U}) {
+    Lane& l = lanes[i];
+    l.ctrl = open_nvme(i);
+    ASSERT_TRUE(l.ctrl);
+    auto w = (*eng)->worker_for_device(devices_of("nvme").at(i));
+    ASSERT_TRUE(w) << w.error().message();
+    l.worker = *w;
+    const int node = (*eng)->node_of(*l.worker);
+    EXPECT_EQ(node, static_cast<int>(i)) << "controller " << i << " sits on node " << i;
+    auto q = l.ctrl->create_io_queue(*l.worker, {.entries = kDepth + 1, .completion = completion, .numa_node = node});
+    ASSERT_TRUE(q) << q.error().message();
+    l.queue = std::move(*q);
+    auto b = dma::DmaBuffer::allocate(l.ctrl->dma_space(), kRequests * kIoBytes, {.hugepages = true, .numa_node = node});
+    ASSERT_TRUE(b) << b.error().message();
+    l.buf.emplace(std::move(*b));
+    l.reqs.resize(kRequests);
+    for (std::size_t k = 0; k < kRequests; ++k) {
+      const std::uint64_t disk = kScratchBegin + k * kIoBytes * 3;
+      fill_pattern(l.buf->as<std::uint8_t>() + k * kIoBytes, i, disk, kIoBytes);
+      l.segs.push_back({l.buf->iova_at(k * kIoBytes), kIoBytes});
+    }
+  }
+  int cpu = -1;
+  ASSERT_TRUE(lanes[1].worker->run_sync([&] { cpu = sched_getcpu(); }));
+  EXPECT_EQ(cpu, 1) << "node 1's worker runs on node 1's CPU";
+
+  run_pass(lanes, IoOpcode::write);
+  for (auto& l : lanes) {
+    std::memset(l.buf->data(), 0, l.buf->size());
+  }
+  run_pass(lanes, IoOpcode::read);
+  for (unsigned i : {0U, 1U}) {
+    Lane& l = lanes[i];
+    for (std::size_t k = 0; k < kRequests; ++k) {
+      ASSERT_EQ(first_mismatch(l.buf->as<std::uint8_t>() + k * kIoBytes, i, kScratchBegin + k * kIoBytes * 3, kIoBytes),
+                ~0ULL) << "controller " << i << " request " << k;
+    }
+    const auto& st = l.queue->stats();
+    EXPECT_EQ(st.requests.load(), 2 * kRequests);
+    EXPECT_LT(st.sq_doorbells.load(), st.commands.load()) << "doorbells are batched";
+    l.queue.reset();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, NvmeQueueDepth,
+                         ::testing::Values(engine::CompletionMode::polling, engine::CompletionMode::interrupt,
+                                           engine::CompletionMode::adaptive),
+                         [](const auto& p) { return std::string(engine::to_string(p.param)); });
+
+}  // namespace
+}  // namespace vfe::vmtest
