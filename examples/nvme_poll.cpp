@@ -12,9 +12,11 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -135,8 +137,7 @@ PassResult run_pass(nvme::IoQueue& queue, std::vector<std::unique_ptr<Slot>>& sl
         slot.busy.store(false, std::memory_order_relaxed);
         if (rc != -EAGAIN) {
           fmt::print(stderr, "nvme_poll: submit refused: {}\n", std::strerror(-rc));
-          r.error = rc;
-          return r;
+          r.error = rc;  // submit no more; the loop ends once those in flight are back
         }
         continue;
       }
@@ -211,18 +212,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // 2. A worker thread in polling mode, and an I/O queue pair on it that polls for completions.
+  // 2. A worker thread in polling mode: it runs the queue, and every completion is handled on it.
   engine::WorkerOptions wopt;
   wopt.mode = engine::WorkerMode::polling;
   wopt.name = "nvme_poll";
   auto worker = engine::Worker::start(wopt);
   if (!worker) {
     fmt::print(stderr, "nvme_poll: {}\n", worker.error().message());
-    return 1;
-  }
-  auto queue = c.create_io_queue(**worker, {.entries = opt.depth + 1, .completion = engine::CompletionMode::polling});
-  if (!queue) {
-    fmt::print(stderr, "nvme_poll: {}\n", queue.error().message());
     return 1;
   }
 
@@ -242,7 +238,15 @@ int main(int argc, char** argv) {
     slots.push_back(std::move(slot));
   }
 
-  // 4. Write, then read back and verify.
+  // 4. An I/O queue pair on the worker that polls for completions. (Made after the buffer and
+  //    the requests, so it is destroyed before them: nothing can complete into freed memory.)
+  auto queue = c.create_io_queue(**worker, {.entries = opt.depth + 1, .completion = engine::CompletionMode::polling});
+  if (!queue) {
+    fmt::print(stderr, "nvme_poll: {}\n", queue.error().message());
+    return 1;
+  }
+
+  // 5. Write, then read back and verify.
   fmt::print("testing LBAs {}..{}: {} I/Os of {} blocks, {} in flight, seed {}\n", opt.lba,
              opt.lba + opt.ios * opt.blocks - 1, opt.ios, opt.blocks, opt.depth, opt.seed);
   const PassResult w = run_pass(**queue, slots, opt, ns->block_size, nvme::IoOpcode::write);

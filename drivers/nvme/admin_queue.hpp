@@ -35,6 +35,12 @@ class AdminQueue {
   [[nodiscard]] Result<Cqe> execute(Sqe cmd, std::chrono::milliseconds timeout, const char* what);
 
   [[nodiscard]] std::uint16_t entries() const noexcept { return entries_; }
+  /// True after a command timed out or got a foreign completion: until `reset()`, the
+  /// controller may be working on something nobody waits for.
+  [[nodiscard]] bool broken() {
+    std::lock_guard lock(mu_);
+    return broken_;
+  }
 
  private:
   [[nodiscard]] bool completion_ready() const noexcept;

@@ -68,8 +68,11 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   admin_.emplace(*bar_, cap_.doorbell_stride(), admin_mem_->as<Sqe>(),
                  reinterpret_cast<Cqe*>(admin_mem_->as<std::uint8_t>() + kAdminCqOffset), kAdminEntries);
   VFE_TRY(bring_up());
+  // From here the controller may DMA to the admin memory: a failure must stop it first.
+  auto stop = ScopeGuard([this]() noexcept { stop_dma(); });
   VFE_TRY(identify());
   VFE_TRY(set_queue_count(options.io_queues));
+  stop.dismiss();
   up_ = true;
   return ok();
 }
@@ -103,8 +106,9 @@ Result<void> Controller::disable() {
   if ((cc_now & cc::kEnable) == 0 && (bar_->read32(reg::kCsts) & csts::kReady) == 0) {
     return ok();
   }
-  // §3.1.6: CC.EN must not change while CSTS.RDY still follows an earlier change of it.
-  if ((cc_now & cc::kEnable) != 0) {
+  // §3.1.6: CC.EN must not change while CSTS.RDY still follows an earlier change of it; a
+  // controller in fatal status never gets ready, and clearing EN is how it is reset.
+  if ((cc_now & cc::kEnable) != 0 && (bar_->read32(reg::kCsts) & csts::kFatal) == 0) {
     VFE_TRY(wait_ready(true, "wait for the controller to finish enabling"));
   }
   bar_->write32(reg::kCc, cc_now & ~cc::kEnable);
@@ -202,6 +206,8 @@ std::string Controller::failure() const {
 }
 
 void Controller::fail(int err, const std::string& why) {
+  // Held to the end: a queue being retired, or a second caller, waits here until DMA stopped.
+  std::lock_guard failing(fail_mu_);
   {
     std::lock_guard lock(mu_);
     if (state() != ControllerState::running) {
@@ -212,21 +218,26 @@ void Controller::fail(int err, const std::string& why) {
     state_.store(ControllerState::failed, std::memory_order_release);
   }
   log_error("nvme {}: {}; failing every outstanding request", device_->bdf().to_string(), why);
-  // Stop the controller's DMA before anyone is told that their buffers are free again: §3.1.5,
-  // clearing CC.EN resets the controller and it stops processing commands.
-  if (bar_->read32(reg::kCsts) != ~0U) {
-    bar_->write32(reg::kCc, bar_->read32(reg::kCc) & ~cc::kEnable);
-    if (auto r = wait_ready(false, "disable the failed controller"); !r) {
-      log_error("nvme {}: {}; resetting the function", device_->bdf().to_string(), r.error().message());
-      if (auto reset = device_->reset(); !reset) {
-        log_error("nvme {}: {}", device_->bdf().to_string(), reset.error().message());
-      }
-    }
-  }
+  // Stop the controller's DMA before anyone is told that their buffers are free again.
+  stop_dma();
   std::lock_guard lock(queues_mu_);
   for (IoQueue* q : queues_) {
     if (auto r = q->worker()->run_sync([q, err] { q->fail_in_flight(-err); }); !r) {
       log_error("nvme: failing queue {}: {}", q->qid(), r.error().message());
+    }
+  }
+}
+
+// §3.1.5: clearing CC.EN resets the controller, which stops processing commands; when it does
+// not get there within CAP.TO, a function level reset stops it.
+void Controller::stop_dma() noexcept {
+  if (bar_->read32(reg::kCsts) == ~0U) {
+    return;  // gone: nothing left to stop
+  }
+  if (auto r = disable(); !r) {
+    log_error("nvme {}: {}; resetting the function", device_->bdf().to_string(), r.error().message());
+    if (auto reset = device_->reset(); !reset) {
+      log_error("nvme {}: {}", device_->bdf().to_string(), reset.error().message());
     }
   }
 }
@@ -268,7 +279,7 @@ void Controller::check_health() noexcept {
         late_qid = q->qid();
         break;
       }
-      q->post_age_check(epoch(), max_age);
+      q->post_age_check(max_age);
     }
   }
   if (late_qid >= 0) {
@@ -285,6 +296,7 @@ Result<void> Controller::shutdown() {
                                fmt::format("{} I/O queue(s) still exist; destroy them first", queues_.size()));
     }
   }
+  std::lock_guard failing(fail_mu_);
   const ControllerState was = state_.exchange(ControllerState::shut_down, std::memory_order_acq_rel);
   if (was != ControllerState::running) {
     return ok();  // failed controllers are disabled already
@@ -294,7 +306,7 @@ Result<void> Controller::shutdown() {
   const auto deadline = std::chrono::steady_clock::now() + milliseconds(std::max(5000U, cap_.timeout_ms()));
   while ((bar_->read32(reg::kCsts) & csts::kShstMask) != csts::kShstComplete) {
     if (std::chrono::steady_clock::now() > deadline) {
-      static_cast<void>(disable());
+      stop_dma();
       return Error::from_errno(ETIMEDOUT, "shut down NVMe controller", "CSTS.SHST did not report completion");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -327,13 +339,13 @@ namespace vfe::nvme {
 
 Result<std::uint16_t> Controller::claim_qid(bool needs_vector) {
   std::lock_guard lock(queues_mu_);
-  for (std::uint16_t qid = 1; qid < qid_used_.size(); ++qid) {
+  for (std::size_t qid = 1; qid < qid_used_.size(); ++qid) {
     if (!qid_used_[qid]) {
       if (needs_vector && (!irqs_ || qid >= irqs_->count())) {
         break;
       }
       qid_used_[qid] = true;
-      return qid;
+      return static_cast<std::uint16_t>(qid);
     }
   }
   if (needs_vector && !irqs_) {
@@ -394,10 +406,7 @@ Result<std::unique_ptr<IoQueue>> Controller::create_io_queue(engine::Worker& wor
   }
   const bool interrupts = options.completion != engine::CompletionMode::polling;
   VFE_TRY_ASSIGN(const std::uint16_t qid, claim_qid(interrupts));
-  auto release = ScopeGuard([&]() noexcept {
-    std::lock_guard lock(queues_mu_);
-    qid_used_[qid] = false;
-  });
+  auto release = ScopeGuard([&]() noexcept { release_qid(qid); });
   const std::uint64_t sq_bytes = align_up(options.entries * sizeof(Sqe), page_size());
   const std::uint64_t cq_bytes = align_up(options.entries * sizeof(Cqe), page_size());
   const std::uint64_t prp_bytes = std::uint64_t{options.entries - 1} * page_size();
@@ -405,7 +414,13 @@ Result<std::unique_ptr<IoQueue>> Controller::create_io_queue(engine::Worker& wor
                                                     {.hugepages = true, .numa_node = options.numa_node}));
   std::memset(mem.data(), 0, sq_bytes + cq_bytes);  // the CQ's phase tags start at 0
   std::unique_ptr<IoQueue> q(new IoQueue(*this, qid, options, std::move(mem), sq_bytes, cq_bytes));
-  VFE_TRY(create_device_queues(*q, interrupts));
+  if (auto r = create_device_queues(*q, interrupts); !r) {
+    if (admin_->broken()) {
+      // The controller did not answer: it may still use the queue memory, which goes next.
+      fail(EIO, "creating I/O queue " + std::to_string(qid) + ": " + r.error().message());
+    }
+    return std::move(r).error();
+  }
   auto remove = ScopeGuard([&]() noexcept { retire(qid); });
   VFE_TRY(q->attach(worker, options.completion, interrupts ? irqs_->eventfd(qid) : -1));
   {
@@ -424,12 +439,19 @@ void Controller::unregister(IoQueue& q) noexcept {
 }
 
 void Controller::retire(std::uint16_t qid) noexcept {
+  {
+    // A fail() or shutdown() under way finishes (and the controller has stopped) before we look.
+    std::lock_guard failing(fail_mu_);
+  }
   if (state() == ControllerState::running) {
     if (auto r = delete_device_queues(qid); !r) {
       // The controller may still write the queue's memory: stop it before that memory goes.
       fail(EIO, r.error().message());
     }
   }
+}
+
+void Controller::release_qid(std::uint16_t qid) noexcept {
   std::lock_guard lock(queues_mu_);
   qid_used_[qid] = false;
 }

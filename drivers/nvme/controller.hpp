@@ -118,11 +118,13 @@ class Controller {
   void check_health() noexcept;
   [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
   [[nodiscard]] Result<void> create_device_queues(const IoQueue& q, bool interrupts);
+  void stop_dma() noexcept;
   [[nodiscard]] Result<void> delete_device_queues(std::uint16_t qid);
   // ~IoQueue: first out of the watchdog's and fail()'s sight, then deleted on the device (which
   // stops using its memory) and its ID freed.
   void unregister(IoQueue& q) noexcept;
   void retire(std::uint16_t qid) noexcept;
+  void release_qid(std::uint16_t qid) noexcept;
 
   ControllerOptions options_;
   // Teardown order matters: the buffers and IRQs go before the DMA space and the BAR, which go
@@ -146,6 +148,9 @@ class Controller {
   std::atomic<ControllerState> state_{ControllerState::running};
   std::atomic<int> fail_errno_{0};
   std::atomic<std::uint32_t> epoch_{0};
+  // Held by fail() and shutdown() from their decision to the end of their register sequence, so
+  // whoever must know the controller has stopped DMA (a queue being retired) waits on it.
+  std::mutex fail_mu_;
   mutable std::mutex mu_;  // guards failure_ and stop_watchdog_
   std::string failure_;
   bool stop_watchdog_ = false;

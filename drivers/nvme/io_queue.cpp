@@ -51,6 +51,7 @@ IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& opti
 }
 
 IoQueue::~IoQueue() {
+  closing_.store(true, std::memory_order_release);
   if (registered_) {
     ctrl_->unregister(*this);  // from here on neither the watchdog nor fail() looks at it
   }
@@ -60,10 +61,11 @@ IoQueue::~IoQueue() {
     }
   }
   if (registered_) {
-    ctrl_->retire(qid_);  // deleted on the controller: it no longer reads or writes our memory
+    ctrl_->retire(qid_);  // deleted on the controller (or it stopped): it no longer uses our memory
   }
   // What the controller completed before the deletion counts; the rest is cancelled. This runs
   // on the destroying thread, which now is the only one touching the queue.
+  deleted_ = true;
   reap_completions();
   fail_in_flight(-ECANCELED);
   drain_waiting(
@@ -75,6 +77,9 @@ IoQueue::~IoQueue() {
         static_cast<IoQueue*>(self)->complete(req);
       },
       this);
+  if (registered_) {
+    ctrl_->release_qid(qid_);  // last: a new queue with this ID may now be made
+  }
 }
 
 int IoQueue::validate(const IoRequest& req) const noexcept {
@@ -113,6 +118,9 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
 }
 
 int IoQueue::submit(IoRequest& req) noexcept {
+  if (closing_.load(std::memory_order_acquire)) {
+    return -ECANCELED;
+  }
   if (const int err = ctrl_->failure_errno(); err != 0) {
     return -err;
   }
@@ -126,30 +134,29 @@ int IoQueue::submit(IoRequest& req) noexcept {
 
 // Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
 // Write, Write Zeroes). The doorbell is the caller's, once per batch.
-bool IoQueue::issue_next(IoRequest& req) noexcept {
+IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   if (free_.empty()) {
-    return false;
+    return Issue::no_slot;
   }
-  const std::uint16_t cid = free_.back();
-  free_.pop_back();
   Sqe cmd{};
   cmd.opcode = static_cast<std::uint8_t>(req.opcode);
-  cmd.cid = cid;
   cmd.nsid = req.nsid;
-  if (req.opcode == IoOpcode::flush) {
-    req.progress.issued_all = true;
-  } else {
+  std::uint64_t n = 0;  // blocks in this command
+  if (req.opcode != IoOpcode::flush) {
     const std::uint32_t shift = block_shift(*ctrl_->find_namespace(req.nsid));
-    std::uint64_t n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
+    n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {
       // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the
       // first byte is in.
       const std::uint64_t offset = req.progress.next_block << shift;
       const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
       n = std::min(n, (max_transfer_ - lead) >> shift);
+      if (n == 0) {
+        return Issue::refused;  // a block does not fit in MDTS from where its data starts
+      }
+      const std::uint64_t slot = free_.back();
       const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
-                                       prp_lists_ + std::uint64_t{cid} * (page_size_ / 8),
-                                       prp_lists_iova_ + std::uint64_t{cid} * page_size_);
+                                       prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_);
       cmd.prp1 = p.prp1;
       cmd.prp2 = p.prp2;
     }
@@ -157,14 +164,17 @@ bool IoQueue::issue_next(IoRequest& req) noexcept {
     cmd.cdw10 = static_cast<std::uint32_t>(slba);
     cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
     cmd.cdw12 = static_cast<std::uint32_t>(n - 1);  // NLB, 0's based
-    req.progress.next_block += n;
-    req.progress.issued_all = req.progress.next_block == req.blocks;
   }
+  const std::uint16_t cid = free_.back();
+  free_.pop_back();
+  cmd.cid = cid;
+  req.progress.next_block += n;
+  req.progress.issued_all = req.progress.next_block == req.blocks;
   std::memcpy(&sq_[sq_tail_], &cmd, sizeof(cmd));
-  sq_tail_ = static_cast<std::uint16_t>(sq_tail_ + 1U == entries_ ? 0U : sq_tail_ + 1U);
+  sq_tail_ = sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1;
   slots_[cid] = Slot{&req, ctrl_->epoch()};
   ++req.progress.in_flight;
-  return true;
+  return Issue::issued;
 }
 
 // Issues what is left of `req`; false when the command slots ran out first (the rest of it is
@@ -178,10 +188,16 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
       req.progress.issued_all = true;  // a failed part fails the request: issue no more of it
       break;
     }
-    if (!issue_next(req)) {
-      return false;
+    switch (issue_next(req)) {
+      case Issue::issued:
+        ++issued;
+        break;
+      case Issue::no_slot:
+        return false;
+      case Issue::refused:
+        req.progress.error = -EINVAL;
+        break;
     }
-    ++issued;
   }
   return true;
 }
@@ -231,7 +247,7 @@ std::size_t IoQueue::reap_completions() noexcept {
     }
     ++n;
   }
-  if (n != 0) {
+  if (n != 0 && !deleted_) {
     bar_->write32(cq_doorbell_, cq_head_);  // the entries read may now be reused
     bump(stats_.cq_doorbells);
   }
@@ -272,21 +288,22 @@ void IoQueue::fail_in_flight(int err) noexcept {
   }
 }
 
-void IoQueue::post_age_check(std::uint32_t now, std::uint32_t max_age) noexcept {
+void IoQueue::post_age_check(std::uint32_t max_age) noexcept {
   if (worker() == nullptr || check_pending_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
-  check_now_ = now;
   check_max_age_ = max_age;
-  // The task ring's release/acquire hands check_now_/check_max_age_ to the worker.
+  // The task ring's release/acquire hands check_max_age_ to the worker.
   if (!worker()->try_post([](void* self) { static_cast<IoQueue*>(self)->check_ages(); }, this)) {
     check_pending_.store(false, std::memory_order_release);
   }
 }
 
 void IoQueue::check_ages() noexcept {
+  // Read here, after every stamp this thread wrote: no stamp is newer than `now`.
+  const std::uint32_t now = ctrl_->epoch();
   for (const Slot& s : slots_) {
-    if (s.req != nullptr && check_now_ - s.epoch > check_max_age_) {
+    if (s.req != nullptr && now - s.epoch > check_max_age_) {
       timed_out_.store(true, std::memory_order_release);
       break;
     }

@@ -44,9 +44,9 @@ struct IoQueueStats {
 /// batch, and reaps completions by phase tag, writing the completion doorbell once per reap. On
 /// the data path there are no MMIO reads, locks, allocations or system calls.
 ///
-/// Destruction (from a thread other than the worker, after the requests have completed): the
-/// queue is detached, the controller deletes it (§5.6, §5.7), and whatever was still in flight
-/// or waiting completes there with -ECANCELED.
+/// Destruction (from a thread other than the worker, best after the requests have completed):
+/// the queue is detached, the controller deletes it (§5.6 the SQ, then §5.5 the CQ), and what is
+/// still in flight or waiting completes with -ECANCELED on the destroying thread.
 class IoQueue final : public engine::QueuePair {
  public:
   ~IoQueue() override;
@@ -55,16 +55,17 @@ class IoQueue final : public engine::QueuePair {
   /// -EINVAL for a request that cannot be described (unknown namespace, data size not blocks x
   /// block size, a layout PRPs cannot express, zero blocks, LBA overflow); -EOPNOTSUPP for write
   /// zeroes on a controller without it; -ENODEV (or the failure's errno) once the controller
-  /// failed. Only on 0 will `on_complete` run. Any thread; noexcept; no allocation.
+  /// failed; -ECANCELED once the queue is being destroyed. Only on 0 will `on_complete` run. Any
+  /// thread; noexcept; no allocation.
   [[nodiscard]] int submit(IoRequest& req) noexcept;
 
   [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
   [[nodiscard]] const IoQueueStats& stats() const noexcept { return stats_; }
 
-  /// Watchdog: asks the worker to look for commands older than `max_age` ticks at tick `now`
-  /// (at most one such request outstanding; skipped when the worker's task ring is full).
-  void post_age_check(std::uint32_t now, std::uint32_t max_age) noexcept;
+  /// Watchdog: asks the worker to look for commands older than `max_age` ticks (at most one
+  /// such request outstanding; skipped when the worker's task ring is full).
+  void post_age_check(std::uint32_t max_age) noexcept;
   /// Worker only (Controller::fail runs it there once the controller is disabled): every
   /// command in flight completes with `err` (negative errno) and the completion queue is no
   /// longer read.
@@ -84,7 +85,8 @@ class IoQueue final : public engine::QueuePair {
 
   std::size_t submit_to_device(std::span<engine::Request*> reqs) noexcept override;
   std::size_t reap_completions() noexcept override;
-  [[nodiscard]] bool issue_next(IoRequest& req) noexcept;  // one command; false: no free slot
+  enum class Issue { issued, no_slot, refused };
+  [[nodiscard]] Issue issue_next(IoRequest& req) noexcept;  // one command of req
   [[nodiscard]] bool issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noexcept;
   void finish_command(std::uint16_t cid, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
@@ -108,16 +110,18 @@ class IoQueue final : public engine::QueuePair {
   // Worker-only state.
   std::vector<Slot> slots_;       // index = command id
   std::vector<std::uint16_t> free_;  // free command ids (a stack)
-  std::uint16_t sq_tail_ = 0;
-  std::uint16_t cq_head_ = 0;
+  std::uint32_t sq_tail_ = 0;  // 32 bits: a queue may have 65536 entries
+  std::uint32_t cq_head_ = 0;
   std::uint16_t phase_ = 1;
-  bool dead_ = false;  // fail_in_flight ran: the completion queue is no longer read
+  bool dead_ = false;     // fail_in_flight ran: the completion queue is no longer read
+  bool deleted_ = false;  // gone from the controller: its doorbells must not be written
+
+  std::atomic<bool> closing_{false};  // the destructor began: submit refuses
 
   bool registered_ = false;  // the controller lists it (set by create_io_queue)
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> check_pending_{false};  // a check_ages task is posted and not yet run
-  std::uint32_t check_now_ = 0;      // its arguments, written before it is posted
-  std::uint32_t check_max_age_ = 0;
+  std::uint32_t check_max_age_ = 0;         // its argument, written before it is posted
   IoQueueStats stats_;
 };
 

@@ -20,7 +20,8 @@ namespace vfe::nvme {
 /// done. `on_complete(req, status)` gets 0, or a negative errno: the errno of the first failing
 /// command (see `to_errno(Status)`; `status` then holds the controller's status code), -ENODEV /
 /// -ETIMEDOUT / -EIO when the controller failed, was reset or timed out (`status` stays ok), or
-/// -ECANCELED when the queue was destroyed first.
+/// -ECANCELED when the queue was destroyed first (then `on_complete` runs on the destroying
+/// thread, the only one left touching the queue).
 struct IoRequest : engine::Request {
   IoOpcode opcode = IoOpcode::read;
   std::uint32_t nsid = 1;

@@ -99,14 +99,16 @@ TEST(NvmeFaults, FlrDuringIoFailsEveryOutstandingRequestOnceAndTheControllerCome
   ASSERT_TRUE(c);
   auto w = polling_worker();
   ASSERT_TRUE(w);
-  auto q = c->create_io_queue(*w, {.entries = 129});
-  ASSERT_TRUE(q) << q.error().message();
+  // Declared before the queue, so that an early ASSERT destroys the queue first (which completes
+  // what is in flight) and only then the requests and their buffer.
   std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 2U << 20);
   ASSERT_TRUE(buf);
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;
+  auto q = c->create_io_queue(*w, {.entries = 129});
+  ASSERT_TRUE(q) << q.error().message();
   constexpr std::size_t kReqs = 600;
   constexpr std::uint64_t kLen = 64 * 1024;
   const nvme::DataSegment seg{buf->iova(), kLen};
-  std::vector<std::unique_ptr<WaitableRequest>> reqs;
   for (std::size_t k = 0; k < kReqs; ++k) {
     auto r = std::make_unique<WaitableRequest>(w.get());
     r->opcode = IoOpcode::write;
@@ -158,13 +160,13 @@ TEST(NvmeFaults, CommandsThatTimeOutFailOnceWithEtimedout) {
   o.mode = engine::WorkerMode::interrupt;
   auto w = engine::Worker::start(std::move(o));
   ASSERT_TRUE(w);
+  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 4096);
+  ASSERT_TRUE(buf);
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;  // before the queue, as above
   auto q = c->create_io_queue(**w, {.completion = engine::CompletionMode::interrupt});
   ASSERT_TRUE(q) << q.error().message();
   ASSERT_TRUE(c->irqs().set_attached((*q)->qid(), false));
-  auto buf = dma::DmaBuffer::allocate(c->dma_space(), 4096);
-  ASSERT_TRUE(buf);
   const nvme::DataSegment seg{buf->iova(), 4096};
-  std::vector<std::unique_ptr<WaitableRequest>> reqs;
   for (int k = 0; k < 8; ++k) {
     auto r = std::make_unique<WaitableRequest>(w->get());
     r->opcode = IoOpcode::read;

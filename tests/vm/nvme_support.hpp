@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -74,13 +76,22 @@ struct WaitableRequest : nvme::IoRequest {
   }
 };
 
-/// Submits `req` (retrying while the ring is full) and waits for it; returns its status.
+/// Submits `req` (retrying while the ring is full) and waits for it; returns its status. A
+/// request that never completes ends the process: the test could not unwind with it in flight.
 inline int run_io(nvme::IoQueue& q, WaitableRequest& req) {
   int rc;
   while ((rc = q.submit(req)) == -EAGAIN) {
     std::this_thread::yield();
   }
-  return rc != 0 ? rc : req.wait();
+  if (rc != 0) {
+    return rc;
+  }
+  rc = req.wait();
+  if (rc == 1) {
+    std::fprintf(stderr, "FATAL: an NVMe request did not complete within 20 s\n");
+    std::abort();
+  }
+  return rc;
 }
 
 /// Fills `len` bytes at `p` with the pattern of controller `index` for disk offset `offset`.
