@@ -19,7 +19,7 @@ out=$("$run" --mode bogus /bin/true 2>&1); rc=$?
 expect "unknown mode" 2 $rc "$out" "^vm: error: unknown mode 'bogus'"
 [[ $(wc -l <<<"$out") == 1 ]] || { echo "FAIL: unknown mode printed more than one line"; failures=$((failures + 1)); }
 out=$("$run" --mode type1 /nonexistent/vfe_test 2>&1); rc=$?
-expect "missing binary" 2 $rc "$out" "^vm: error: test binary '/nonexistent/vfe_test' does not exist"
+expect "missing binary" 2 $rc "$out" "^vm: error: program '/nonexistent/vfe_test' does not exist"
 [[ $(wc -l <<<"$out") == 1 ]] || { echo "FAIL: missing binary printed more than one line"; failures=$((failures + 1)); }
 out=$("$run" --mode type1 "$1" 2>&1); rc=$?
 expect "failing guest test" 1 $rc "$out" "^1 passed, 1 failed$"
