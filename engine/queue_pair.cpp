@@ -31,7 +31,8 @@ bool QueuePair::try_submit(Request* req) noexcept {
   if (!submissions_.try_push(req)) {
     return false;
   }
-  if (worker_ != nullptr) {
+  // A completion callback that submits again runs on the worker, which is awake: no wakeup.
+  if (worker_ != nullptr && !worker_->on_worker_thread()) {
     worker_->notify();
   }
   return true;
@@ -39,7 +40,7 @@ bool QueuePair::try_submit(Request* req) noexcept {
 
 std::size_t QueuePair::submit_bulk(std::span<Request* const> reqs) noexcept {
   const std::size_t n = submissions_.push_bulk(reqs);
-  if (n != 0 && worker_ != nullptr) {
+  if (n != 0 && worker_ != nullptr && !worker_->on_worker_thread()) {
     worker_->notify();
   }
   return n;

@@ -233,7 +233,9 @@ std::size_t Worker::drain_tasks() noexcept {
     }
     done += n;
   }
-  stats_.tasks.fetch_add(done, std::memory_order_relaxed);
+  if (done != 0) {
+    stats_.tasks.store(stats_.tasks.load(std::memory_order_relaxed) + done, std::memory_order_relaxed);
+  }
   return done;
 }
 
@@ -308,20 +310,23 @@ void Worker::loop(Impl& impl) noexcept {
   using Clock = std::chrono::steady_clock;
   auto last_work = Clock::now();
   unsigned idle_loops = 0;
+  const bool adaptive = options_.mode == WorkerMode::adaptive;
   for (;;) {
-    stats_.loops.fetch_add(1, std::memory_order_relaxed);
+    // The worker is the only writer of its counters: a load and a store, no locked instruction.
+    stats_.loops.store(stats_.loops.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     const std::size_t work = run_once(impl);
     if (stopping_.load(std::memory_order_acquire) && tasks_->size_approx() == 0) {
       return;
     }
     if (work != 0) {
-      last_work = Clock::now();
+      if (adaptive) {
+        last_work = Clock::now();  // only adaptive mode needs to know when work was last seen
+      }
       idle_loops = 0;
       continue;
     }
-    const bool keep_polling =
-        options_.mode == WorkerMode::polling || impl.must_poll ||
-        (options_.mode == WorkerMode::adaptive && Clock::now() - last_work < options_.idle_before_sleep);
+    const bool keep_polling = options_.mode == WorkerMode::polling || impl.must_poll ||
+                              (adaptive && Clock::now() - last_work < options_.idle_before_sleep);
     if (keep_polling) {
       // With DEFER_TASKRUN, interrupt completions appear only when the worker enters the ring;
       // a polling worker does so now and then, not on every idle loop.

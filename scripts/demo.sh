@@ -2,8 +2,9 @@
 # The main job, end to end on this machine: installs what is missing, builds vfio-engine, boots
 # the test guest (two NUMA nodes, two NVMe, edu, two e1000e, an emulated IOMMU), opens each device
 # through VFIO (vfe-probe: address, IDs, NUMA node, IOMMU group, VFIO node), then runs the example
-# polling driver (examples/nvme_poll) on the guest's first NVMe: identify, write, read, verify.
-# Runs in each IOMMU mode in turn unless one is named.
+# polling driver (examples/nvme_poll) on the guest's first NVMe: identify, write, read, verify,
+# and a short vfio-bench nvme run there. Runs in each IOMMU mode in turn unless one is named.
+# Ends with vfio-bench loopback on this machine: the engine's own cost per I/O next to io_uring.
 #
 # usage: scripts/demo.sh [--mode type1|iommufd|noiommu]
 set -euo pipefail
@@ -14,16 +15,19 @@ case ${1:-} in
   "") ;;
   --mode) [[ ${2:-} =~ ^(type1|iommufd|noiommu)$ ]] || { echo "demo.sh: --mode takes type1, iommufd or noiommu" >&2; exit 2; }
           modes=("$2") ;;
-  -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
 
 scripts/setup-deps.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --target vfe-probe nvme_poll
+cmake --build --preset release --target vfe-probe nvme_poll vfio-bench
 for mode in "${modes[@]}"; do
   echo
-  echo "== $mode: vfe-probe, then nvme_poll, inside the guest"
-  tests/vm/run.sh --mode "$mode" --with build/release/examples/nvme_poll \
-    build/release/examples/vfe-probe tests/vm/guest/nvme_poll_check.sh
+  echo "== $mode: vfe-probe, nvme_poll and vfio-bench nvme, inside the guest"
+  tests/vm/run.sh --mode "$mode" --with build/release/examples/nvme_poll --with build/release/bench/vfio-bench \
+    build/release/examples/vfe-probe tests/vm/guest/nvme_poll_check.sh tests/vm/guest/bench_demo.sh
 done
+echo
+echo "== vfio-bench loopback on this machine (the engine's cost per I/O; see bench/README.md)"
+build/release/bench/vfio-bench --no-progress --time 3 loopback

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Fetches (once) Debian's own kernel, the one linux-image-amd64 depends on, for the type1 runs,
 # and prints the folder that holds it: vmlinuz, modules/*.ko, and modules.load (the insmod order
-# for vfio-pci and vfio_iommu_type1). Cached outside the checkout, keyed by the package name.
+# for vfio-pci, vfio_iommu_type1 and nvme, the kernel's own driver that fio's comparison runs
+# on). Cached outside the checkout, keyed by the package name and the module list.
 #
 # usage: tests/vm/fetch-debian-kernel.sh     (progress on stderr, the folder on stdout)
 set -euo pipefail
 
 die() { echo "fetch-debian-kernel: $*" >&2; exit 2; }
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/vfio-engine
+modules=(vfio_iommu_type1 vfio-pci nvme)
+modules_key=$(echo "${modules[*]}" | md5sum | cut -c1-8)
 
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)
 if [[ -z $pkg ]]; then
   # No package lists (apt-get update never ran, or no network): a cached kernel still serves.
-  cached=$(ls -d "$cache_root"/debian-linux-image-*/ 2>/dev/null | tail -n1 || true)
+  cached=$(ls -d "$cache_root"/debian-linux-image-*-"$modules_key"/ 2>/dev/null | tail -n1 || true)
   [[ -n $cached && -f $cached/.done ]] || die "cannot resolve linux-image-amd64; run scripts/setup-deps.sh"
   echo "${cached%/}"; exit 0
 fi
-out=$cache_root/debian-$pkg
+out=$cache_root/debian-$pkg-$modules_key
 if [[ -f $out/.done ]]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache_root"
@@ -38,7 +41,7 @@ mkdir -p "$out/modules"
 cp "$work/root/boot/vmlinuz-$kver" "$out/vmlinuz"
 # The insmod order: dependencies first, each module once.
 : >"$out/modules.load"
-for mod in vfio_iommu_type1 vfio-pci; do
+for mod in "${modules[@]}"; do
   modprobe -d "$work/root" -S "$kver" --show-depends "$mod" | awk '$1 == "insmod" {print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
   cp "$ko" "$out/modules/"

@@ -1,0 +1,175 @@
+// vfio-bench: throughput and latency of devices driven through vfio-engine, and of the engine
+// itself. See `vfio-bench --help`, `vfio-bench MODE --help`, and README.md ("vfio-bench").
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "bench/vfio_bench/jobs.hpp"
+
+namespace {
+
+using namespace vfe::bench;
+
+constexpr const char* kDescription =
+    "vfio-bench measures userspace drivers built on vfio-engine and the engine itself.\n"
+    "\n"
+    "Modes:\n"
+    "  nvme BDF...  NVMe I/O (fio-like: --rw, --bs, --qd, --workers, --completion)\n"
+    "  mmio BDF     register read (or, asked for, write) rate and latency on a BAR\n"
+    "  irq BDF      interrupt rate and latency: software-triggered vector -> kernel -> eventfd ->\n"
+    "               io_uring -> handler on a worker\n"
+    "  dma BDF      IOMMU map/unmap rate and latency per size (and the edu device's DMA copy)\n"
+    "  loopback     the engine's own cost per I/O against a software device, next to io_uring NOP\n"
+    "\n"
+    "Devices must be bound to vfio-pci (scripts/devbind.sh bind BDF). nvme writes destroy data\n"
+    "in the region tested. Exit status: 0 when every operation succeeded, 1 when one failed\n"
+    "(the first errors are printed), 2 for bad usage or a setup failure.";
+
+int finish(const vfe::Result<Report>& report, bool json, const std::string& output) {
+  if (!report) {
+    fmt::print(stderr, "vfio-bench: {}\n", report.error().message());
+    return 2;
+  }
+  const std::string text = json ? to_json(*report).dump(2) + "\n" : to_text(*report);
+  if (output.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  } else {
+    std::ofstream out(output);
+    out << text;
+    if (!out) {
+      fmt::print(stderr, "vfio-bench: cannot write {}\n", output);
+      return 2;
+    }
+  }
+  if (report->errors() != 0) {
+    for (const Job& j : report->jobs) {
+      if (j.errors != 0) {
+        fmt::print(stderr, "vfio-bench: {}: {} operation(s) failed; first: {}\n", j.name, j.errors, j.first_error);
+      }
+    }
+    return 1;
+  }
+  return 0;
+}
+
+// A size option ("4k", "2M") checked and converted by parse_size.
+CLI::Option* add_size(CLI::App& app, const std::string& name, std::uint64_t& target, const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&target, name](const std::string& text) {
+            auto v = parse_size(text);
+            if (!v) {
+              throw CLI::ValidationError(name, v.error().message());
+            }
+            target = *v;
+          },
+          help)
+      ->type_name("SIZE");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{kDescription, "vfio-bench"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  CommonOptions common;
+  common.progress = ::isatty(STDERR_FILENO) == 1;
+  bool json = false;
+  std::string output;
+  app.add_option("--time", common.seconds, "seconds per job")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--ios", common.ops, "stop each job after this many operations instead of --time");
+  app.add_flag("--json", json, "print JSON instead of the summary");
+  app.add_option("--output", output, "write the summary or JSON to FILE instead of stdout")->type_name("FILE");
+  app.add_flag("--progress,!--no-progress", common.progress, "a progress line once a second (default: on a terminal)");
+  app.add_option("--iommu-mode", common.mode, "type1, iommufd or noiommu (default: $VFE_IOMMU_MODE, else the best)");
+
+  NvmeOptions nvme;
+  auto* nvme_cmd = app.add_subcommand("nvme", "NVMe I/O on one or several controllers");
+  nvme_cmd->add_option("BDF", nvme.bdfs, "controllers, bound to vfio-pci")->required();
+  nvme_cmd->add_option("--rw", nvme.rw, "read, write, randread, randwrite, rw (sequential mix) or randrw")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"read", "write", "randread", "randwrite", "rw", "randrw"}));
+  nvme_cmd->add_option("--rwmixread", nvme.rwmixread, "percent reads in rw and randrw")
+      ->capture_default_str()->check(CLI::Range(0, 100));
+  add_size(*nvme_cmd, "--bs", nvme.bs, "bytes per I/O, a multiple of the block size (default 4k)");
+  nvme_cmd->add_option("--qd", nvme.qd, "I/Os in flight per worker")->capture_default_str()->check(CLI::Range(1, 4095));
+  nvme_cmd->add_option("--workers", nvme.workers, "workers (queues) per controller, on the controller's NUMA node")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  nvme_cmd->add_option("--completion,--mode", nvme.completion, "poll, irq or adaptive")
+      ->capture_default_str()->check(CLI::IsMember({"poll", "irq", "adaptive"}));
+  nvme_cmd->add_option("--nsid", nvme.nsid, "namespace")->capture_default_str();
+  add_size(*nvme_cmd, "--offset", nvme.offset, "first byte of the region tested (default 0)");
+  add_size(*nvme_cmd, "--size", nvme.size, "bytes of the region (default: to the namespace end)");
+
+  MmioOptions mmio;
+  std::string write_value;
+  auto* mmio_cmd = app.add_subcommand("mmio", "register access rate and latency on a BAR");
+  mmio_cmd->add_option("BDF", mmio.bdf, "device, bound to vfio-pci")->required();
+  mmio_cmd->add_option("--bar", mmio.bar, "BAR index")->capture_default_str()->check(CLI::Range(0, 5));
+  mmio_cmd->add_option("--offset", mmio.offset, "register offset (default 0: for NVMe, the read-only CAP)");
+  mmio_cmd->add_option("--width", mmio.width, "8, 16, 32 or 64 bits")->capture_default_str()
+      ->check(CLI::IsMember({8, 16, 32, 64}));
+  auto* write_opt = mmio_cmd->add_option("--write", write_value,
+                                         "write this value instead of reading (only with an explicit --offset)");
+
+  IrqOptions irq;
+  auto* irq_cmd = app.add_subcommand("irq", "interrupt rate and latency through the whole path");
+  irq_cmd->add_option("BDF", irq.bdf, "device with MSI-X or MSI, bound to vfio-pci")->required();
+  irq_cmd->add_option("--vectors", irq.vectors, "vectors, each on its own worker")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  irq_cmd->add_option("--completion,--mode", irq.completion, "irq (workers sleep) or poll")->capture_default_str()
+      ->check(CLI::IsMember({"irq", "poll"}));
+
+  DmaOptions dma;
+  std::vector<std::string> sizes{"4k", "64k", "2M", "64M", "1G"};
+  auto* dma_cmd = app.add_subcommand("dma", "IOMMU map/unmap rate and latency per size");
+  dma_cmd->add_option("BDF", dma.bdf, "device whose IOMMU domain is used, bound to vfio-pci")->required();
+  dma_cmd->add_option("--sizes", sizes, "mapping sizes")->delimiter(',')->capture_default_str();
+  dma_cmd->add_flag("--edu", dma.edu, "also time the edu device's DMA engine (BDF must be edu)");
+
+  LoopbackOptions loop;
+  auto* loop_cmd = app.add_subcommand("loopback", "the engine's per-I/O cost with a software device");
+  loop_cmd->add_option("--qd", loop.qd, "requests in flight")->capture_default_str()->check(CLI::Range(1, 4096));
+  loop_cmd->add_option("--completion,--mode", loop.completion, "poll, irq or adaptive")->capture_default_str()
+      ->check(CLI::IsMember({"poll", "irq", "adaptive"}));
+  loop_cmd->add_option("--latency-sample", loop.latency_sample, "time one request in N")->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*nvme_cmd) {
+    return finish(run_nvme(common, nvme), json, output);
+  }
+  if (*mmio_cmd) {
+    if (*write_opt) {
+      if (mmio_cmd->count("--offset") == 0) {
+        fmt::print(stderr, "vfio-bench: mmio --write needs an explicit --offset (writing registers has effects)\n");
+        return 2;
+      }
+      mmio.write = true;
+      mmio.value = std::stoull(write_value, nullptr, 0);
+    }
+    return finish(run_mmio(common, mmio), json, output);
+  }
+  if (*irq_cmd) {
+    return finish(run_irq(common, irq), json, output);
+  }
+  if (*dma_cmd) {
+    for (const auto& s : sizes) {
+      auto v = parse_size(s);
+      if (!v) {
+        fmt::print(stderr, "vfio-bench: {}\n", v.error().message());
+        return 2;
+      }
+      dma.sizes.push_back(*v);
+    }
+    return finish(run_dma(common, dma), json, output);
+  }
+  return finish(run_loopback(common, loop), json, output);
+}

@@ -1,0 +1,51 @@
+#pragma once
+/// \file
+/// What a vfio-bench run measured, and how it is printed: a summary for people, JSON for machines.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/vfio_bench/histogram.hpp"
+
+namespace vfe::bench {
+
+/// One measured job: a mode on a device (or on nothing, for loopback), possibly one of several
+/// in a run (sizes of a dma run, batch sizes of the io_uring peers).
+struct Job {
+  std::string name;              ///< "nvme 0000:00:02.0 randread", "dma map 2 MiB", ...
+  nlohmann::json params = nlohmann::json::object();  ///< the options that shaped it
+  double seconds = 0;            ///< wall-clock time measured
+  std::uint64_t ops = 0;         ///< operations completed (I/Os, reads, interrupts, maps)
+  std::uint64_t bytes = 0;       ///< bytes moved (0 where nothing moves)
+  std::uint64_t errors = 0;      ///< operations that failed
+  double cpu_seconds = 0;        ///< user + system CPU time of the process while it ran
+  Histogram latency;             ///< per-operation latency in nanoseconds
+  nlohmann::json extra = nlohmann::json::object();  ///< mode-specific figures (mmio_writes_per_io, ...)
+  std::string first_error;       ///< what the first failure said
+
+  [[nodiscard]] double ops_per_second() const noexcept { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+  [[nodiscard]] double mib_per_second() const noexcept {
+    return seconds > 0 ? static_cast<double>(bytes) / seconds / (1 << 20) : 0;
+  }
+};
+
+/// A whole run: its jobs and lines that compare them with peers measured in the same run.
+struct Report {
+  std::string mode;
+  std::vector<Job> jobs;
+  std::vector<std::string> notes;  ///< comparisons and remarks, printed after the jobs
+  nlohmann::json comparison = nlohmann::json::object();
+
+  [[nodiscard]] std::uint64_t errors() const noexcept;
+};
+
+/// The summary: per job, the rate, throughput, latency mean/p50/p90/p99/p99.9/max, CPU per op.
+[[nodiscard]] std::string to_text(const Report& report);
+/// The same as JSON (schema: README, "vfio-bench JSON"), histogram buckets included.
+[[nodiscard]] nlohmann::json to_json(const Report& report);
+/// "12.3 us", "845 ns", "1.20 ms": a nanosecond count for people.
+[[nodiscard]] std::string format_ns(double ns);
+
+}  // namespace vfe::bench

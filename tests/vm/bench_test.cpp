@@ -1,0 +1,195 @@
+// vfio-bench in the guest: each mode runs for a moment against the rig's devices, and its JSON is
+// checked for consistency (no errors, rates times time equal the counts, histograms sum to their
+// counts). Last, fio with its io_uring engine runs on the same NVMe bound to the kernel's nvme
+// driver, and its rate is printed next to vfio-bench's. vfio-bench and fio come from the PATH
+// (tests/vm/run.sh --with). This binary runs after the others: it rebinds a device.
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/vm/vm_env.hpp"
+
+extern char** environ;
+
+namespace vfe::vmtest {
+namespace {
+
+using nlohmann::json;
+
+// Runs a program from the PATH and returns its exit status (-1: could not run it).
+int run(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::string line;
+  for (const auto& a : args) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+    line += a + " ";
+  }
+  argv.push_back(nullptr);
+  std::printf("+ %s\n", line.c_str());
+  std::fflush(stdout);
+  pid_t pid = 0;
+  if (::posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+    return -1;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// vfio-bench ARGS --json --output FILE, its exit status asserted 0, its JSON returned.
+json bench(std::vector<std::string> args) {
+  const std::string out = "/tmp/vfio-bench.json";
+  std::filesystem::remove(out);
+  args.insert(args.begin(), "vfio-bench");
+  args.insert(args.end(), {"--json", "--output", out, "--no-progress"});
+  EXPECT_EQ(run(args), 0) << "vfio-bench failed";
+  std::ifstream in(out);
+  if (!in) {
+    ADD_FAILURE() << "vfio-bench wrote no " << out;
+    return json::object();
+  }
+  const json j = json::parse(in);
+  std::printf("%s\n", j.dump().substr(0, 600).c_str());
+  return j;
+}
+
+// What every job of every mode must satisfy.
+void check_job(const json& job) {
+  SCOPED_TRACE(job.value("name", "?"));
+  const double seconds = job.at("seconds").get<double>();
+  const auto ops = job.at("ops").get<std::uint64_t>();
+  EXPECT_GT(seconds, 0.0);
+  EXPECT_GT(ops, 0U);
+  EXPECT_EQ(job.at("errors").get<std::uint64_t>(), 0U) << job.at("first_error");
+  EXPECT_NEAR(job.at("ops_per_second").get<double>() * seconds, static_cast<double>(ops), 0.5 + ops * 1e-9)
+      << "rate x time = operations done";
+  const double mib = job.at("mib_per_second").get<double>() * seconds * (1 << 20);
+  EXPECT_NEAR(mib, static_cast<double>(job.at("bytes").get<std::uint64_t>()), 1.0 + mib * 1e-9);
+  const json& lat = job.at("latency");
+  std::uint64_t in_buckets = 0;
+  for (const auto& b : lat.at("buckets")) {
+    EXPECT_LE(b[0].get<std::uint64_t>(), b[1].get<std::uint64_t>());
+    in_buckets += b[2].get<std::uint64_t>();
+  }
+  EXPECT_EQ(in_buckets, lat.at("count").get<std::uint64_t>()) << "the histogram sums to its count";
+  if (lat.at("count").get<std::uint64_t>() != 0) {
+    EXPECT_LE(lat.at("min").get<std::uint64_t>(), lat.at("percentiles").at("p50").get<std::uint64_t>());
+    EXPECT_LE(lat.at("percentiles").at("p50").get<std::uint64_t>(), lat.at("percentiles").at("p99").get<std::uint64_t>());
+    EXPECT_LE(lat.at("percentiles").at("p99.9").get<std::uint64_t>(), lat.at("max").get<std::uint64_t>());
+  }
+}
+
+void check_report(const json& r, const std::string& mode, std::size_t jobs) {
+  EXPECT_EQ(r.value("mode", ""), mode);
+  EXPECT_EQ(r.value("errors", 1), 0);
+  ASSERT_EQ(r.at("jobs").size(), jobs);
+  for (const auto& job : r.at("jobs")) {
+    check_job(job);
+  }
+}
+
+std::string first(const std::string& kind) { return devices_of(kind).at(0).to_string(); }
+
+// The scratch band of the NVMe tests (tests/vm/nvme_pattern.hpp): 40 to 56 MiB.
+const std::vector<std::string> kScratch = {"--offset", "40M", "--size", "16M"};
+
+TEST(VfioBenchVm, Loopback) {
+  const json r = bench({"loopback", "--time", "1"});
+  check_report(r, "loopback", 3);
+  EXPECT_GT(r.at("comparison").at("ratio_to_nop_batch32").get<double>(), 0.0);
+}
+
+// Both controllers at once, a random 50/50 mix in the scratch band.
+void nvme_both_controllers(const char* completion) {
+  std::vector<std::string> args = {"nvme", first("nvme"), devices_of("nvme").at(1).to_string(), "--rw", "randrw",
+                                   "--bs", "4k", "--qd", "32", "--time", "2", "--completion", completion};
+  args.insert(args.end(), kScratch.begin(), kScratch.end());
+  const json r = bench(args);
+  check_report(r, "nvme", 2);
+  for (const auto& job : r.at("jobs")) {
+    EXPECT_EQ(job.at("latency").at("count"), job.at("ops")) << "every I/O is timed";
+    EXPECT_EQ(job.at("bytes").get<std::uint64_t>(), job.at("ops").get<std::uint64_t>() * 4096);
+    const double mmio = job.at("extra").at("mmio_writes_per_io").get<double>();
+    EXPECT_GT(mmio, 0.0);
+    EXPECT_LE(mmio, 2.0) << "at most one SQ and one CQ doorbell per I/O";
+  }
+  EXPECT_EQ(r.at("jobs")[1].at("params").at("numa_node"), 1) << "the second controller is on node 1";
+}
+
+TEST(VfioBenchVm, NvmeBothControllersPolling) { nvme_both_controllers("poll"); }
+TEST(VfioBenchVm, NvmeBothControllersInterrupt) { nvme_both_controllers("irq"); }
+TEST(VfioBenchVm, NvmeBothControllersAdaptive) { nvme_both_controllers("adaptive"); }
+
+TEST(VfioBenchVm, MmioReadsTheNvmeCapRegister) {
+  const json r = bench({"mmio", first("nvme"), "--offset", "0", "--width", "64", "--time", "1"});
+  check_report(r, "mmio", 1);
+  EXPECT_NE(r.at("jobs")[0].at("extra").at("value"), "0x0") << "CAP is never 0";
+}
+
+TEST(VfioBenchVm, IrqThroughTheWholePath) {
+  const json r = bench({"irq", first("nvme"), "--vectors", "2", "--time", "1"});
+  check_report(r, "irq", 3);
+  const auto& jobs = r.at("jobs");
+  EXPECT_EQ(jobs[0].at("ops").get<std::uint64_t>(),
+            jobs[1].at("ops").get<std::uint64_t>() + jobs[2].at("ops").get<std::uint64_t>())
+      << "every trigger reached its vector's handler";
+}
+
+TEST(VfioBenchVm, DmaMapUnmapAndTheEduEngine) {
+  // No-IOMMU mode maps only physically contiguous memory: one hugepage at most.
+  const bool noiommu = mode() == vfio::IommuMode::noiommu;
+  const json r = bench({"dma", first("edu"), "--sizes", noiommu ? "4k,2M" : "4k,2M,16M", "--edu", "--time", "3"});
+  check_report(r, "dma", noiommu ? 3 : 4);
+}
+
+// Last: the same NVMe on the kernel's nvme driver, fio with io_uring, the same load as
+// vfio-bench's randread; the two rates side by side.
+TEST(VfioBenchVm, FioOnTheKernelDriverForComparison) {
+  if (!std::filesystem::exists("/opt/vfe/bin/fio")) {
+    GTEST_SKIP() << "fio is not in this guest (the no-IOMMU guest's 256 MiB has no room for its libraries)";
+  }
+  std::vector<std::string> args = {"nvme", first("nvme"), "--rw", "randread", "--bs", "4k", "--qd", "32",
+                                   "--time", "2", "--completion", "irq"};
+  args.insert(args.end(), kScratch.begin(), kScratch.end());
+  const json ours = bench(args);
+  check_report(ours, "nvme", 1);
+  ASSERT_EQ(run({"devbind.sh", "unbind", first("nvme")}), 0);
+  struct Rebind {  // back to vfio-pci however the test ends
+    ~Rebind() { EXPECT_EQ(run({"devbind.sh", "bind", first("nvme")}), 0); }
+  } rebind;
+  std::string disk;
+  for (int i = 0; i < 200 && disk.empty(); ++i) {
+    for (const auto& e : std::filesystem::directory_iterator("/sys/bus/pci/devices/" + first("nvme"))) {
+      if (e.path().filename().string().rfind("nvme", 0) == 0 && std::filesystem::exists("/dev/nvme0n1")) {
+        disk = "/dev/nvme0n1";
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(disk.empty()) << "the kernel's nvme driver did not take the controller";
+  ASSERT_EQ(run({"fio", "--name=cmp", "--filename=" + disk, "--ioengine=io_uring", "--rw=randread", "--bs=4k",
+                 "--iodepth=32", "--direct=1", "--time_based", "--runtime=2", "--offset=40M", "--size=16M",
+                 "--output-format=json", "--output=/tmp/fio.json"}),
+            0);
+  std::ifstream in("/tmp/fio.json");
+  const json fio = json::parse(in, nullptr, false, true);
+  ASSERT_FALSE(fio.is_discarded()) << "fio's JSON";
+  const double fio_iops = fio.at("jobs")[0].at("read").at("iops").get<double>();
+  const double our_iops = ours.at("jobs")[0].at("ops_per_second").get<double>();
+  std::printf("comparison (TCG guest, for correctness only): vfio-bench nvme randread 4k qd32 %.0f IOPS; "
+              "fio io_uring on the kernel driver %.0f IOPS; ratio %.2f\n", our_iops, fio_iops, our_iops / fio_iops);
+  EXPECT_GT(fio_iops, 0.0);
+}
+
+}  // namespace
+}  // namespace vfe::vmtest
