@@ -36,15 +36,16 @@ Result<vfio::Device> open_device(const std::string& bdf, const CommonOptions& co
 }
 
 // Runs `op` (which returns true on success) until the job's time or count is used up.
+// `abort` (optional) ends the loop early once set by `op`.
 template <class Op>
-void timed_loop(Job& job, const CommonOptions& common, double seconds, Op op) {
+void timed_loop(Job& job, const CommonOptions& common, double seconds, Op op, const bool* abort = nullptr) {
   std::atomic<std::uint64_t> done{0};
   Progress progress(common.progress, job.name, [&] { return done.load(std::memory_order_relaxed); },
                     [] { return std::uint64_t{0}; }, std::chrono::duration<double>(common.ops == 0 ? seconds : 0));
   const double cpu0 = process_cpu_seconds();
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration<double>(seconds);
-  while (common.ops != 0 ? job.ops < common.ops : Clock::now() < end) {
+  while ((common.ops != 0 ? job.ops < common.ops : Clock::now() < end) && (abort == nullptr || !*abort)) {
     const std::uint64_t t0 = now_ns();
     const bool good = op();
     job.latency.record(now_ns() - t0);
@@ -141,6 +142,7 @@ Result<Report> run_irq(const CommonOptions& common, const IrqOptions& o) {
   Job total;
   total.name = "irq (all vectors)";
   std::string lost;
+  bool dead = false;
   std::uint64_t expected_total = 0;
   timed_loop(total, common, common.seconds, [&] {
     const unsigned v = static_cast<unsigned>(total.ops % o.vectors);
@@ -149,6 +151,7 @@ Result<Report> run_irq(const CommonOptions& common, const IrqOptions& o) {
     vec.triggered_at.store(now_ns(), std::memory_order_release);
     if (auto r = irqs.trigger(v); !r) {
       lost = r.error().message();
+      dead = true;
       return false;
     }
     ++expected_total;
@@ -156,11 +159,12 @@ Result<Report> run_irq(const CommonOptions& common, const IrqOptions& o) {
     while (vec.delivered.load(std::memory_order_acquire) == before) {
       if (Clock::now() > give_up) {
         lost = fmt::format("vector {} was triggered but its handler did not run within 2 s", v);
+        dead = true;  // stop at the first loss: each would cost 2 s more
         return false;
       }
     }
     return true;
-  });
+  }, &dead);
   Report report;
   report.mode = "irq";
   for (unsigned v = 0; v < o.vectors; ++v) {

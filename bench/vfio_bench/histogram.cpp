@@ -23,8 +23,9 @@ std::uint64_t Histogram::percentile(double p) const noexcept {
     return 0;
   }
   // The rank of the sample asked for, 1-based: p = 50 of 10 samples is the 5th.
-  const double exact = p / 100.0 * static_cast<double>(count_);
-  std::uint64_t rank = static_cast<std::uint64_t>(std::ceil(exact));
+  // Multiply first, and forgive rounding: 99.9 % of 1000 samples is rank 999, not 1000.
+  const double exact = p * static_cast<double>(count_) / 100.0;
+  std::uint64_t rank = static_cast<std::uint64_t>(std::ceil(exact - 1e-9));
   rank = rank == 0 ? 1 : (rank > count_ ? count_ : rank);
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < kBuckets; ++i) {

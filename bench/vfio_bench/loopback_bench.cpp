@@ -94,15 +94,27 @@ void on_loop_complete(engine::Request* r, int status) noexcept {
 }
 
 Result<Job> loop_job(const CommonOptions& common, const LoopbackOptions& o) {
-  const unsigned cpus = std::max(1U, std::thread::hardware_concurrency());
+  // The worker on the first CPU this process may use, the device thread on the second.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c) {
+      if (CPU_ISSET(c, &allowed)) {
+        cpus.push_back(c);
+      }
+    }
+  }
   std::uint32_t entries = 2;
   while (entries < o.qd + 1) {
     entries <<= 1;
   }
-  VFE_TRY_ASSIGN(auto device, SoftDevice::start(entries, o.completion != "poll", cpus > 1 ? 1 : -1));
+  VFE_TRY_ASSIGN(auto device, SoftDevice::start(entries, o.completion != "poll", cpus.size() > 1 ? cpus[1] : -1));
   engine::WorkerOptions wo;
   wo.mode = worker_mode_of(o.completion);
-  wo.cpus = {0};
+  if (!cpus.empty()) {
+    wo.cpus = {cpus[0]};
+  }
   wo.name = "vfe-loopback";
   VFE_TRY_ASSIGN(auto worker, engine::Worker::start(wo));
   Shared shared;
@@ -142,7 +154,7 @@ Result<Job> loop_job(const CommonOptions& common, const LoopbackOptions& o) {
   job.ops = shared.done.load();
   job.latency = shared.latency;  // the worker is done with it (detached above)
   job.extra["ns_per_io"] = job.seconds * 1e9 / static_cast<double>(job.ops);
-  job.extra["doorbells_per_io"] = static_cast<double>(queue.doorbells()) / static_cast<double>(job.ops);
+  job.extra["mmio_writes_per_io"] = static_cast<double>(queue.doorbells()) / static_cast<double>(job.ops);
   if (o.completion != "poll") {
     job.extra["interrupts_per_io"] = static_cast<double>(device->interrupts()) / static_cast<double>(job.ops);
   }

@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -141,7 +143,11 @@ int main(int argc, char** argv) {
   loop_cmd->add_option("--latency-sample", loop.latency_sample, "time one request in N")->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is success; any usage error is status 2
+  }
 
   if (*nvme_cmd) {
     return finish(run_nvme(common, nvme), json, output);
@@ -152,8 +158,16 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "vfio-bench: mmio --write needs an explicit --offset (writing registers has effects)\n");
         return 2;
       }
+      char* end = nullptr;
+      errno = 0;
+      mmio.value = std::strtoull(write_value.c_str(), &end, 0);
+      const bool fits = mmio.width == 64 || mmio.value < (1ULL << mmio.width);
+      if (write_value.empty() || write_value[0] == '-' || *end != '\0' || errno != 0 || !fits) {
+        fmt::print(stderr, "vfio-bench: mmio --write '{}' is not a {}-bit value (decimal or 0x hex)\n",
+                   write_value, mmio.width);
+        return 2;
+      }
       mmio.write = true;
-      mmio.value = std::stoull(write_value, nullptr, 0);
     }
     return finish(run_mmio(common, mmio), json, output);
   }

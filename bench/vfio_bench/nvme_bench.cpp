@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -94,7 +95,11 @@ void on_io_complete(engine::Request* r, int status) noexcept {
   }
   lane.aim(io);
   io.started = now_ns();
-  if (lane.queue->submit(io) != 0) {
+  if (const int rc = lane.queue->submit(io); rc != 0) {  // the ring holds 2 x qd: only a failure
+    if (lane.errors.load(std::memory_order_relaxed) == 0) {
+      lane.first_error = fmt::format("submit refused: {}", std::strerror(-rc));
+    }
+    bump(lane.errors);
     lane.parked.fetch_add(1, std::memory_order_release);
   }
 }
@@ -130,7 +135,7 @@ Result<void> check_options(const NvmeOptions& o) {
 // Opens the controller, and makes each lane: a worker pinned on the controller's node, a queue,
 // a buffer of qd x bs on that node, and the requests.
 Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions& common, const NvmeOptions& o,
-                         const engine::Topology& topo, std::atomic<bool>& stop) {
+                         const engine::Topology& topo, std::atomic<bool>& stop, std::map<int, unsigned>& next_cpu) {
   nvme::ControllerOptions copt;
   if (!common.mode.empty() && common.mode != "auto") {
     VFE_TRY_ASSIGN(copt.mode, vfio::parse_iommu_mode(common.mode));
@@ -140,6 +145,11 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   const nvme::NamespaceInfo* ns = t.ctrl->find_namespace(o.nsid);
   if (ns == nullptr) {
     return Error::invalid("vfio-bench nvme", fmt::format("{}: namespace {} is not active", bdf, o.nsid));
+  }
+  if (ns->metadata_bytes != 0) {
+    return Error::not_supported("vfio-bench nvme", fmt::format("{}: namespace {} is formatted with {} bytes of "
+                                                               "metadata per block, which drivers/nvme does not support",
+                                                               bdf, o.nsid, ns->metadata_bytes));
   }
   const std::uint64_t bsz = ns->block_size;
   const std::uint64_t size = o.size != 0 ? o.size : (o.offset < ns->size_bytes() ? ns->size_bytes() - o.offset : 0);
@@ -159,6 +169,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   }
   const bool random = o.rw.rfind("rand", 0) == 0;
   const std::uint64_t blocks = size / bsz;
+  unsigned& cpu_turn = next_cpu[cpu_node];  // controllers on one node take turns over its CPUs
   for (unsigned w = 0; w < o.workers; ++w) {
     auto lane = std::make_unique<Lane>();
     lane->random = random;
@@ -171,7 +182,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
     lane->stop = &stop;
     engine::WorkerOptions wo;
     wo.mode = worker_mode_of(o.completion);
-    wo.cpus = {t.cpus[w % t.cpus.size()]};
+    wo.cpus = {t.cpus[cpu_turn++ % t.cpus.size()]};
     wo.name = fmt::format("vfe-bench-{}", w);
     VFE_TRY_ASSIGN(lane->worker, engine::Worker::start(wo));
     VFE_TRY_ASSIGN(auto buf, dma::DmaBuffer::allocate(t.ctrl->dma_space(), o.bs * o.qd, {.hugepages = true, .numa_node = t.node}));
@@ -185,37 +196,49 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
       io->segment = {lane->buffer->iova_at(std::uint64_t{k} * o.bs), o.bs};
       lane->ios.push_back(std::move(io));
     }
-    VFE_TRY_ASSIGN(lane->owned_queue, t.ctrl->create_io_queue(*lane->worker, {.entries = o.qd + 1,
-                                                                               .completion = completion_of(o.completion),
-                                                                               .numa_node = t.node}));
+    VFE_TRY_ASSIGN(lane->owned_queue,
+                   t.ctrl->create_io_queue(*lane->worker, {.entries = o.qd + 1,
+                                                           .completion = completion_of(o.completion),
+                                                           .numa_node = t.node,
+                                                           .submission_capacity = std::max<std::size_t>(1024, 2 * o.qd)}));
     lane->queue = lane->owned_queue.get();
     t.lanes.push_back(std::move(lane));
   }
   return ok();
 }
 
+// The first round of a lane's requests, on its worker (the only thread that aims requests). A
+// request the queue refuses is parked and counted as an error.
+void start_lane(Lane& l) {
+  static_cast<void>(l.worker->run_sync([&l] {
+    for (auto& io : l.ios) {
+      if (l.issued >= l.limit) {
+        l.parked.fetch_add(1, std::memory_order_release);
+        continue;
+      }
+      l.aim(*io);
+      io->started = now_ns();
+      if (const int rc = l.queue->submit(*io); rc != 0) {
+        if (l.errors.load(std::memory_order_relaxed) == 0) {
+          l.first_error = fmt::format("submit refused: {}", std::strerror(-rc));
+        }
+        bump(l.errors);
+        l.parked.fetch_add(1, std::memory_order_release);
+      }
+    }
+  }));
+}
+
 // Starts every request, waits for the time (or count), stops, and waits for all to come back.
+// With --ios, each controller (job) does that many, shared among its workers.
 void run_lanes(std::vector<Target>& targets, const CommonOptions& common, std::atomic<bool>& stop, const NvmeOptions& o) {
-  std::size_t lanes = 0;
   for (auto& t : targets) {
-    lanes += t.lanes.size();
-  }
-  for (auto& t : targets) {
-    for (auto& l : t.lanes) {
+    for (std::size_t w = 0; w < t.lanes.size(); ++w) {
+      Lane& l = *t.lanes[w];
       if (common.ops != 0) {
-        l->limit = std::max<std::uint64_t>(1, common.ops / lanes);
+        l.limit = common.ops / t.lanes.size() + (w < common.ops % t.lanes.size() ? 1 : 0);
       }
-      for (auto& io : l->ios) {
-        if (l->issued >= l->limit) {
-          l->parked.fetch_add(1, std::memory_order_release);
-          continue;
-        }
-        l->aim(*io);
-        io->started = now_ns();
-        while (l->queue->submit(*io) == -EAGAIN) {
-          std::this_thread::yield();
-        }
-      }
+      start_lane(l);
     }
   }
   auto all_parked = [&] {
@@ -245,8 +268,9 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
   VFE_TRY_ASSIGN(const auto topo, engine::Topology::create());
   std::atomic<bool> stop{false};
   std::vector<Target> targets(o.bdfs.size());
+  std::map<int, unsigned> next_cpu;
   for (std::size_t i = 0; i < o.bdfs.size(); ++i) {
-    VFE_TRY(open_target(targets[i], o.bdfs[i], common, o, topo, stop));
+    VFE_TRY(open_target(targets[i], o.bdfs[i], common, o, topo, stop, next_cpu));
   }
   std::vector<double> cpu0;
   for (auto& t : targets) {

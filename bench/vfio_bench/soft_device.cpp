@@ -133,6 +133,7 @@ std::size_t LoopbackQueue::reap_completions() noexcept {
   }
   if (n != 0) {
     dev_->ring_cq(cq_head_);
+    doorbells_.store(doorbells_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   return n;
 }

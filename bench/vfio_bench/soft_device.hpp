@@ -76,6 +76,7 @@ class LoopbackQueue final : public engine::QueuePair {
   LoopbackQueue(const LoopbackQueue&) = delete;
   LoopbackQueue& operator=(const LoopbackQueue&) = delete;
 
+  /// Doorbell writes, submission and completion (what MMIO writes they would be on hardware).
   [[nodiscard]] std::uint64_t doorbells() const noexcept { return doorbells_.load(std::memory_order_relaxed); }
 
  private:

@@ -63,6 +63,17 @@ TEST(Histogram, PercentilesMeanMinMaxMatchASortedCopy) {
   EXPECT_EQ(h.percentile(100), all.back());
 }
 
+TEST(Histogram, PercentileRanksDoNotRoundUpPastTheSampleAsked) {
+  Histogram h;
+  for (int i = 0; i < 999; ++i) {
+    h.record(10);
+  }
+  h.record(100'000);
+  EXPECT_EQ(h.percentile(99.9), 10U) << "99.9 % of 1000 samples is the 999th";
+  EXPECT_EQ(h.percentile(100), 100'000U);
+  EXPECT_EQ(h.percentile(50), 10U);
+}
+
 TEST(Histogram, EmptyAndMergedHistograms) {
   Histogram a, b;
   EXPECT_EQ(a.count(), 0U);
