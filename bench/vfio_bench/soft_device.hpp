@@ -40,14 +40,19 @@ class SoftDevice {
   SoftDevice(const SoftDevice&) = delete;
   SoftDevice& operator=(const SoftDevice&) = delete;
 
+  /// Entries per queue (a power of two).
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
+  /// The submission queue the driver fills (entries() of them), and the completion queue the
+  /// device posts to; both live as long as the device.
   [[nodiscard]] SoftSqe* sq() const noexcept { return sq_; }
   [[nodiscard]] SoftCqe* cq() const noexcept { return cq_; }
+  /// Signalled once per batch of completions in interrupt mode; owned by the device.
   [[nodiscard]] int eventfd() const noexcept { return irq_fd_.get(); }
   /// The submission doorbell: the driver stores the new tail (release: the entries before it).
   void ring_sq(std::uint32_t tail) noexcept { sq_tail_.store(tail, std::memory_order_release); }
   /// The completion doorbell: entries before `head` may be reused.
   void ring_cq(std::uint32_t head) noexcept { cq_head_.store(head, std::memory_order_release); }
+  /// Interrupts signalled so far (any thread, relaxed).
   [[nodiscard]] std::uint64_t interrupts() const noexcept { return irqs_.load(std::memory_order_relaxed); }
 
  private:

@@ -67,7 +67,9 @@ class Controller {
   [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept { return namespaces_; }
   /// The namespace with ID `nsid`, or nullptr.
   [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept;
+  /// CAP as read at bring-up (queue size limit, doorbell stride, timeout, page sizes).
   [[nodiscard]] Cap cap() const noexcept { return cap_; }
+  /// VS: major in bits 31:16, minor in 15:8, tertiary in 7:0.
   [[nodiscard]] std::uint32_t version() const noexcept { return version_; }
   /// The memory page size the controller was configured with (CC.MPS); PRPs use it.
   [[nodiscard]] std::uint32_t page_size() const noexcept { return 1U << page_shift_; }
@@ -91,9 +93,15 @@ class Controller {
   /// queues must be gone. Also done by the destructor.
   [[nodiscard]] Result<void> shutdown();
 
+  /// The VFIO device (for a reset or config space access); owned by the controller.
   [[nodiscard]] vfio::Device& device() noexcept { return *device_; }
+  /// Where data buffers for this controller's I/O are allocated; they must be freed before the
+  /// controller is destroyed.
   [[nodiscard]] dma::DmaSpace& dma_space() noexcept { return *space_; }
+  /// The MSI-X vectors (vector 0: admin, vector N: I/O queue N). Only valid when the device has
+  /// MSI-X (create_io_queue in interrupt modes says when it has not).
   [[nodiscard]] irq::IrqSet& irqs() noexcept { return *irqs_; }
+  /// BAR0: the controller's registers and doorbells.
   [[nodiscard]] mmio::Bar& bar() noexcept { return *bar_; }
   /// Runs an admin command (setup paths, tests).
   [[nodiscard]] Result<Cqe> admin(const Sqe& cmd, const char* what);

@@ -129,6 +129,8 @@ int IoQueue::submit(IoRequest& req) noexcept {
   }
   req.status = Status{};
   req.progress = IoRequest::Progress{};
+  // validate() found the namespace: remember its block size so the worker looks nothing up.
+  req.progress.block_shift = static_cast<std::uint8_t>(block_shift(*ctrl_->find_namespace(req.nsid)));
   return try_submit(&req) ? 0 : -EAGAIN;
 }
 
@@ -143,7 +145,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
   if (req.opcode != IoOpcode::flush) {
-    const std::uint32_t shift = block_shift(*ctrl_->find_namespace(req.nsid));
+    const std::uint32_t shift = req.progress.block_shift;
     n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {
       // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the

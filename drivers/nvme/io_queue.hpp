@@ -59,8 +59,11 @@ class IoQueue final : public engine::QueuePair {
   /// thread; noexcept; no allocation.
   [[nodiscard]] int submit(IoRequest& req) noexcept;
 
+  /// The queue ID on the controller (also its MSI-X vector in interrupt and adaptive modes).
   [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
+  /// Submission and completion queue entries; entries() - 1 commands can be in flight.
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
+  /// Counters, readable from any thread (relaxed).
   [[nodiscard]] const IoQueueStats& stats() const noexcept { return stats_; }
 
   /// Watchdog: asks the worker to look for commands older than `max_age` ticks (at most one

@@ -42,6 +42,7 @@ struct IoRequest : engine::Request {
     std::uint32_t in_flight = 0;   ///< commands issued and not yet completed
     bool issued_all = false;       ///< nothing left to put in a command
     int error = 0;                 ///< first error (negative errno), 0 so far
+    std::uint8_t block_shift = 0;  ///< log2 of the namespace's block size, found once at submit
   } progress{};
 };
 

@@ -45,18 +45,10 @@ void expect_controller_works(nvme::Controller& c, engine::Worker& w, unsigned in
   const std::uint64_t at = kScratchEnd - 16384;
   fill_pattern(buf->data(), index, at, 16384);
   const nvme::DataSegment seg{buf->iova(), 16384};
-  WaitableRequest wr(&w);
-  wr.opcode = IoOpcode::write;
-  wr.lba = at / kBlock;
-  wr.blocks = 32;
-  wr.data = {&seg, 1};
+  WaitableRequest wr(&w, IoOpcode::write, at / kBlock, 32, {&seg, 1});
   ASSERT_EQ(run_io(**q, wr), 0) << nvme::to_string(wr.status);
   std::memset(buf->data(), 0, 16384);
-  WaitableRequest rd(&w);
-  rd.opcode = IoOpcode::read;
-  rd.lba = wr.lba;
-  rd.blocks = 32;
-  rd.data = {&seg, 1};
+  WaitableRequest rd(&w, IoOpcode::read, wr.lba, 32, {&seg, 1});
   ASSERT_EQ(run_io(**q, rd), 0) << nvme::to_string(rd.status);
   EXPECT_EQ(first_mismatch(buf->data(), index, at, 16384), ~0ULL);
 }
@@ -73,20 +65,12 @@ TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
   const nvme::DataSegment seg{buf->iova(), 1024};
   const std::uint64_t end = c->namespaces().front().size_blocks;
   for (const std::uint64_t lba : {end, end - 1, end + 1000}) {
-    WaitableRequest rd(w.get());
-    rd.opcode = IoOpcode::read;
-    rd.lba = lba;
-    rd.blocks = 2;
-    rd.data = {&seg, 1};
+    WaitableRequest rd(w.get(), IoOpcode::read, lba, 2, {&seg, 1});
     EXPECT_EQ(run_io(**q, rd), -ERANGE) << "lba " << lba;
     EXPECT_TRUE(rd.status.is(nvme::sct::kGeneric, nvme::sc::kLbaOutOfRange)) << nvme::to_string(rd.status);
     EXPECT_NE(nvme::to_string(rd.status).find("LBA Out of Range"), std::string::npos);
   }
-  WaitableRequest ok_read(w.get());
-  ok_read.opcode = IoOpcode::read;
-  ok_read.lba = end - 2;
-  ok_read.blocks = 2;
-  ok_read.data = {&seg, 1};
+  WaitableRequest ok_read(w.get(), IoOpcode::read, end - 2, 2, {&seg, 1});
   EXPECT_EQ(run_io(**q, ok_read), 0) << "the last two blocks are in range";
   EXPECT_EQ((*q)->stats().errors.load(), 3U);
   EXPECT_EQ(c->state(), nvme::ControllerState::running);
@@ -204,11 +188,7 @@ TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
   ASSERT_TRUE(command);
   ASSERT_TRUE(config->write16(mmio::pci::kCommand, *command & ~mmio::pci::kCommandBusMaster));
   const nvme::DataSegment seg{buf->iova(), 4096};
-  WaitableRequest rd(w.get());
-  rd.opcode = IoOpcode::read;
-  rd.lba = kScratchBegin / kBlock;
-  rd.blocks = 8;
-  rd.data = {&seg, 1};
+  WaitableRequest rd(w.get(), IoOpcode::read, kScratchBegin / kBlock, 8, {&seg, 1});
   EXPECT_EQ(run_io(**q, rd), -EIO);
   EXPECT_EQ(rd.completions.load(), 1);
   EXPECT_EQ(c->state(), nvme::ControllerState::failed);

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,15 @@ struct WaitableRequest : nvme::IoRequest {
   std::atomic<bool> on_worker{true};
   engine::Worker* worker = nullptr;
 
+  /// A request of `op` on `blocks` blocks from `lba` (namespace 1), data in `segs`.
+  WaitableRequest(engine::Worker* w, nvme::IoOpcode op, std::uint64_t lba_, std::uint64_t blocks_,
+                  std::span<const nvme::DataSegment> segs = {})
+      : WaitableRequest(w) {
+    opcode = op;
+    lba = lba_;
+    blocks = blocks_;
+    data = segs;
+  }
   explicit WaitableRequest(engine::Worker* w = nullptr) : worker(w) {
     on_complete = [](engine::Request* r, int rc) noexcept {
       auto* self = static_cast<WaitableRequest*>(r);

@@ -70,20 +70,12 @@ void write_and_verify(nvme::Controller& c, nvme::IoQueue& q, engine::Worker& w, 
     segs.push_back({b->iova_at(lead), seg_len});
     bufs.push_back(std::move(*b));
   }
-  WaitableRequest wr(&w);
-  wr.opcode = IoOpcode::write;
-  wr.lba = r.offset / kBlock;
-  wr.blocks = r.length / kBlock;
-  wr.data = segs;
+  WaitableRequest wr(&w, IoOpcode::write, r.offset / kBlock, r.length / kBlock, segs);
   ASSERT_EQ(run_io(q, wr), 0) << nvme::to_string(wr.status);
   for (unsigned s = 0; s < r.segments; ++s) {
     std::memset(bufs[s].data(), 0, bufs[s].size());
   }
-  WaitableRequest rd(&w);
-  rd.opcode = IoOpcode::read;
-  rd.lba = wr.lba;
-  rd.blocks = wr.blocks;
-  rd.data = segs;
+  WaitableRequest rd(&w, IoOpcode::read, wr.lba, wr.blocks, segs);
   ASSERT_EQ(run_io(q, rd), 0) << nvme::to_string(rd.status);
   EXPECT_TRUE(wr.on_worker && rd.on_worker);
   for (unsigned s = 0; s < r.segments; ++s) {
@@ -129,23 +121,12 @@ TEST(NvmeVm, WriteZeroesAndRequestsThatCannotBeDescribed) {
   const std::uint64_t lba = kScratchBegin / kBlock;
   fill_pattern(buf->data(), 0, kScratchBegin, 8192);
   const nvme::DataSegment whole{buf->iova(), 8192};
-  WaitableRequest wr(w.get());
-  wr.opcode = IoOpcode::write;
-  wr.lba = lba;
-  wr.blocks = 16;
-  wr.data = {&whole, 1};
+  WaitableRequest wr(w.get(), IoOpcode::write, lba, 16, {&whole, 1});
   ASSERT_EQ(run_io(**q, wr), 0);
-  WaitableRequest wz(w.get());
-  wz.opcode = IoOpcode::write_zeroes;
-  wz.lba = lba + 4;
-  wz.blocks = 8;
+  WaitableRequest wz(w.get(), IoOpcode::write_zeroes, lba + 4, 8);
   ASSERT_EQ(run_io(**q, wz), 0) << nvme::to_string(wz.status);
   std::memset(buf->data(), 0xee, 8192);
-  WaitableRequest rd(w.get());
-  rd.opcode = IoOpcode::read;
-  rd.lba = lba;
-  rd.blocks = 16;
-  rd.data = {&whole, 1};
+  WaitableRequest rd(w.get(), IoOpcode::read, lba, 16, {&whole, 1});
   ASSERT_EQ(run_io(**q, rd), 0);
   const auto* bytes = buf->as<std::uint8_t>();
   EXPECT_EQ(first_mismatch(bytes, 0, kScratchBegin, 2048), ~0ULL);
@@ -157,11 +138,7 @@ TEST(NvmeVm, WriteZeroesAndRequestsThatCannotBeDescribed) {
   // Refused at submit, before reaching the controller: size not blocks x 512, a second segment
   // that does not start on a page, zero blocks, an unknown namespace.
   const nvme::DataSegment odd[2] = {{buf->iova(), 512}, {buf->iova_at(1024), 512}};
-  WaitableRequest bad(w.get());
-  bad.opcode = IoOpcode::read;
-  bad.lba = lba;
-  bad.blocks = 2;
-  bad.data = {odd, 1};
+  WaitableRequest bad(w.get(), IoOpcode::read, lba, 2, {odd, 1});
   EXPECT_EQ((*q)->submit(bad), -EINVAL) << "1 block of data for 2 blocks";
   bad.data = {odd, 2};
   EXPECT_EQ((*q)->submit(bad), -EINVAL) << "a gap between segments";
