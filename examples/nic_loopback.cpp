@@ -37,18 +37,6 @@ struct Options {
   bool promiscuous = false;
 };
 
-// "N" or "MIN-MAX" (bytes without FCS).
-bool parse_size(const std::string& text, std::uint32_t& min, std::uint32_t& max) {
-  try {
-    const auto dash = text.find('-');
-    min = static_cast<std::uint32_t>(std::stoul(text.substr(0, dash)));
-    max = dash == std::string::npos ? min : static_cast<std::uint32_t>(std::stoul(text.substr(dash + 1)));
-  } catch (const std::exception&) {
-    return false;
-  }
-  return min >= e1000e::kMinFrame && max <= e1000e::kMaxFrame && min <= max;
-}
-
 int fail(const std::string& message, int code = 1) {
   fmt::print(stderr, "nic_loopback: {}\n", message);
   return code;
@@ -73,11 +61,9 @@ int main(int argc, char** argv) {
   app.add_flag("--promiscuous", opt.promiscuous, "receive every frame, not only those to the NIC's address");
   CLI11_PARSE(app, argc, argv);
 
-  std::uint32_t min_len = 0, max_len = 0;
-  if (!parse_size(opt.size, min_len, max_len)) {
-    return fail(fmt::format("--size {}: give N or MIN-MAX within {}..{}", opt.size, e1000e::kMinFrame,
-                            e1000e::kMaxFrame),
-                2);
+  const auto lengths = e1000e::parse_frame_lengths(opt.size);
+  if (!lengths) {
+    return fail(lengths.error().message(), 2);
   }
   e1000e::NicOptions nopt;
   nopt.promiscuous = opt.promiscuous;
@@ -120,8 +106,8 @@ int main(int argc, char** argv) {
   //    transmit ring in batches, and checks each frame the receiver's ring hands back.
   e1000e::LoopbackOptions lopt;
   lopt.frames = opt.frames;
-  lopt.min_length = min_len;
-  lopt.max_length = max_len;
+  lopt.min_length = lengths->first;
+  lopt.max_length = lengths->second;
   lopt.window = opt.window;
   e1000e::Loopback run(**tx, **rx, lopt);
   fmt::print("sending {} frames of {} bytes, {} in flight at most, {} completion\n", opt.frames, opt.size,

@@ -3,7 +3,9 @@
 # the test guest (two NUMA nodes, two NVMe, edu, two e1000e, an emulated IOMMU), opens each device
 # through VFIO (vfe-probe: address, IDs, NUMA node, IOMMU group, VFIO node), then runs the example
 # polling driver (examples/nvme_poll) on the guest's first NVMe: identify, write, read, verify,
-# and a short vfio-bench nvme run there. Runs in each IOMMU mode in turn unless one is named.
+# and a short vfio-bench nvme run there, and the example NIC driver (examples/nic_loopback):
+# 10,000 frames from the first e1000e to the second. Runs in each IOMMU mode in turn unless one is
+# named.
 # Ends with vfio-bench loopback on this machine: the engine's own cost per I/O next to io_uring.
 #
 # usage: scripts/demo.sh [--mode type1|iommufd|noiommu]
@@ -21,12 +23,13 @@ esac
 
 scripts/setup-deps.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --target vfe-probe nvme_poll vfio-bench
+cmake --build --preset release --target vfe-probe nvme_poll nic_loopback vfio-bench
 for mode in "${modes[@]}"; do
   echo
-  echo "== $mode: vfe-probe, nvme_poll and vfio-bench nvme, inside the guest"
+  echo "== $mode: vfe-probe, nvme_poll, vfio-bench nvme and nic_loopback, inside the guest"
   tests/vm/run.sh --mode "$mode" --with build/release/examples/nvme_poll --with build/release/bench/vfio-bench \
-    build/release/examples/vfe-probe tests/vm/guest/nvme_poll_check.sh tests/vm/guest/bench_demo.sh
+    --with build/release/examples/nic_loopback build/release/examples/vfe-probe tests/vm/guest/nvme_poll_check.sh \
+    tests/vm/guest/bench_demo.sh tests/vm/guest/nic_loopback_check.sh
 done
 echo
 echo "== vfio-bench loopback on this machine (the engine's cost per I/O; see bench/README.md)"

@@ -68,6 +68,15 @@ struct DmaOptions {
 };
 [[nodiscard]] Result<Report> run_dma(const CommonOptions& common, const DmaOptions& options);
 
+struct NicOptions {
+  std::string tx_bdf, rx_bdf;         ///< two e1000e on one wire: frames go tx -> rx
+  std::string size = "60-1514";       ///< frame length without FCS: N or MIN-MAX
+  std::uint32_t window = 256;         ///< frames sent and not yet received, at most
+  std::uint32_t batch = 32;           ///< frames per tx_batch
+  std::string completion = "poll";    ///< poll, irq or adaptive
+};
+[[nodiscard]] Result<Report> run_nic(const CommonOptions& common, const NicOptions& options);
+
 /// Parses "4k", "2M", "1g", "512" (binary units) into bytes.
 [[nodiscard]] Result<std::uint64_t> parse_size(const std::string& text);
 /// User plus system CPU time of the process so far.

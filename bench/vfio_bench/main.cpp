@@ -25,6 +25,8 @@ constexpr const char* kDescription =
     "  irq BDF      interrupt rate and latency: software-triggered vector -> kernel -> eventfd ->\n"
     "               io_uring -> handler on a worker\n"
     "  dma BDF      IOMMU map/unmap rate and latency per size (and the edu device's DMA copy)\n"
+    "  nic TX RX    frames from one e1000e to another on the same wire: rate, latency, and every\n"
+    "               frame lost, duplicated, reordered or corrupted\n"
     "  loopback     the engine's own cost per I/O against a software device, next to io_uring NOP\n"
     "\n"
     "Devices must be bound to vfio-pci (scripts/devbind.sh bind BDF). nvme writes destroy data\n"
@@ -135,6 +137,19 @@ int main(int argc, char** argv) {
   dma_cmd->add_option("--sizes", sizes, "mapping sizes")->delimiter(',')->capture_default_str();
   dma_cmd->add_flag("--edu", dma.edu, "also time the edu device's DMA engine (BDF must be edu)");
 
+  NicOptions nic;
+  auto* nic_cmd = app.add_subcommand("nic", "frames between two e1000e NICs on one wire");
+  nic_cmd->add_option("TX_BDF", nic.tx_bdf, "the sending NIC, bound to vfio-pci")->required();
+  nic_cmd->add_option("RX_BDF", nic.rx_bdf, "the receiving NIC, bound to vfio-pci")->required();
+  nic_cmd->add_option("--size", nic.size, "frame length without FCS: N or MIN-MAX within 60..1514")
+      ->capture_default_str();
+  nic_cmd->add_option("--window", nic.window, "frames in flight at most")->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  nic_cmd->add_option("--batch", nic.batch, "frames per transmit batch")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  nic_cmd->add_option("--completion,--mode", nic.completion, "poll, irq or adaptive")->capture_default_str()
+      ->check(CLI::IsMember({"poll", "irq", "adaptive"}));
+
   LoopbackOptions loop;
   auto* loop_cmd = app.add_subcommand("loopback", "the engine's per-I/O cost with a software device");
   loop_cmd->add_option("--qd", loop.qd, "requests in flight")->capture_default_str()->check(CLI::Range(1, 4096));
@@ -173,6 +188,9 @@ int main(int argc, char** argv) {
   }
   if (*irq_cmd) {
     return finish(run_irq(common, irq), json, output);
+  }
+  if (*nic_cmd) {
+    return finish(run_nic(common, nic), json, output);
   }
   if (*dma_cmd) {
     for (const auto& s : sizes) {

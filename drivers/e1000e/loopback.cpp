@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <thread>
 
 #include <fmt/format.h>
@@ -237,6 +238,23 @@ Result<LoopbackReport> Loopback::finish(std::chrono::milliseconds drain) {
   rep.device_rx_frames = rx_now.rx_good_frames - rx_at_start_.rx_good_frames;
   rep.device_rx_bytes = rx_now.rx_good_bytes - rx_at_start_.rx_good_bytes;
   return rep;
+}
+
+Result<std::pair<std::uint32_t, std::uint32_t>> parse_frame_lengths(std::string_view text) {
+  const auto number = [](std::string_view t, std::uint32_t& out) {
+    const auto r = std::from_chars(t.data(), t.data() + t.size(), out);
+    return !t.empty() && r.ec == std::errc() && r.ptr == t.data() + t.size();
+  };
+  const std::size_t dash = text.find('-');
+  std::uint32_t min = 0, max = 0;
+  const bool parsed = dash == std::string_view::npos
+                          ? number(text, min) && number(text, max)
+                          : number(text.substr(0, dash), min) && number(text.substr(dash + 1), max);
+  if (!parsed || min < kMinFrame || max > kMaxFrame || min > max) {
+    return Error::invalid("frame lengths", fmt::format("'{}': give N or MIN-MAX, bytes without FCS within {}..{}",
+                                                       text, kMinFrame, kMaxFrame));
+  }
+  return std::pair{min, max};
 }
 
 bool device_bytes_match(std::uint64_t device, std::uint64_t bytes, std::uint64_t frames) noexcept {

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.hpp"
@@ -76,6 +78,10 @@ struct LoopbackReport {
 /// FCS. The 82574 counts from the destination address through the FCS (4 bytes per frame);
 /// QEMU 7.2's model leaves the FCS out of GOTC; either is accepted.
 [[nodiscard]] bool device_bytes_match(std::uint64_t device, std::uint64_t bytes, std::uint64_t frames) noexcept;
+
+/// Frame lengths for a run from text: "N" or "MIN-MAX", bytes without FCS within
+/// kMinFrame..kMaxFrame (for command lines).
+[[nodiscard]] Result<std::pair<std::uint32_t, std::uint32_t>> parse_frame_lengths(std::string_view text);
 
 /// Sends frames from `tx` to `rx` (which must see each other's frames: one wire, a switch, a
 /// QEMU hub) and checks each on arrival. Both NICs are attached to one worker by `start`, in the

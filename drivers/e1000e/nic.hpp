@@ -128,6 +128,8 @@ class Nic final : public engine::Pollable {
   /// Reads the statistics registers and returns the totals since `create`. Any thread.
   [[nodiscard]] DeviceCounters device_counters();
 
+  [[nodiscard]] const vfio::Bdf& bdf() const noexcept { return device_->bdf(); }
+  /// The VFIO device, BAR0 and DMA space (tests and tools; the driver owns them).
   [[nodiscard]] vfio::Device& device() noexcept { return *device_; }
   [[nodiscard]] mmio::Bar& bar() noexcept { return *bar_; }
   [[nodiscard]] dma::DmaSpace& dma_space() noexcept { return *space_; }
