@@ -310,6 +310,7 @@ void Worker::loop(Impl& impl) noexcept {
   using Clock = std::chrono::steady_clock;
   auto last_work = Clock::now();
   unsigned idle_loops = 0;
+  unsigned busy_loops = 0;
   const bool adaptive = options_.mode == WorkerMode::adaptive;
   for (;;) {
     // The worker is the only writer of its counters: a load and a store, no locked instruction.
@@ -323,6 +324,11 @@ void Worker::loop(Impl& impl) noexcept {
         last_work = Clock::now();  // only adaptive mode needs to know when work was last seen
       }
       idle_loops = 0;
+      // A pollable that always finds work must not starve the watched eventfds: with
+      // DEFER_TASKRUN their completions appear only when the worker enters the ring.
+      if (++busy_loops % 64 == 0 && !impl.watches.empty()) {
+        io_uring_submit_and_get_events(&impl.ring);
+      }
       continue;
     }
     const bool keep_polling = options_.mode == WorkerMode::polling || impl.must_poll ||

@@ -71,6 +71,33 @@ TEST_P(WorkerModes, DeliversEveryEventOnceOnTheWorker) {
   ::close(fd);
 }
 
+// A pollable that finds work on every loop (a polled queue under load) must not keep the worker
+// from its watched eventfds: their completions appear only when it enters the ring.
+class AlwaysBusy final : public Pollable {
+ public:
+  std::size_t poll() noexcept override { return 1; }
+};
+
+TEST_P(WorkerModes, ABusyPollableDoesNotStarveInterrupts) {
+  auto worker = start(GetParam());
+  AlwaysBusy busy;
+  ASSERT_TRUE(worker->add(busy));
+  const int fd = ::eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::atomic<std::uint64_t> seen{0};
+  ASSERT_TRUE(worker->watch(fd, [&](std::uint64_t count) { seen.fetch_add(count, std::memory_order_relaxed); }));
+  const std::uint64_t one = 1;
+  ASSERT_EQ(::write(fd, &one, sizeof(one)), 8);
+  for (int i = 0; i < 2000 && seen.load() == 0; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(seen.load(), 1U) << "the interrupt never reached its handler";
+  ASSERT_TRUE(worker->unwatch(fd));
+  ASSERT_TRUE(worker->remove(busy));
+  worker.reset();
+  ::close(fd);
+}
+
 // Tasks from several threads all run, once, and a sleeping worker is always woken.
 TEST_P(WorkerModes, PostedTasksAllRunWithoutLostWakeups) {
   auto worker = start(GetParam());
