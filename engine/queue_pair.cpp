@@ -17,6 +17,28 @@ const char* to_string(CompletionMode mode) noexcept {
   return "?";
 }
 
+std::optional<CompletionMode> parse_completion_mode(std::string_view name) noexcept {
+  if (name == "polling" || name == "poll") {
+    return CompletionMode::polling;
+  }
+  if (name == "interrupt" || name == "irq") {
+    return CompletionMode::interrupt;
+  }
+  if (name == "adaptive") {
+    return CompletionMode::adaptive;
+  }
+  return std::nullopt;
+}
+
+WorkerMode worker_mode_for(CompletionMode mode) noexcept {
+  switch (mode) {
+    case CompletionMode::polling: return WorkerMode::polling;
+    case CompletionMode::interrupt: return WorkerMode::interrupt;
+    case CompletionMode::adaptive: return WorkerMode::adaptive;
+  }
+  return WorkerMode::adaptive;
+}
+
 QueuePair::QueuePair(std::size_t submission_capacity) : submissions_(submission_capacity) {}
 
 QueuePair::~QueuePair() {

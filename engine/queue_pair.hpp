@@ -3,7 +3,9 @@
 /// `QueuePair`: what a driver's hardware queue looks like to the engine.
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 
 #include "base/result.hpp"
 #include "engine/mpsc_ring.hpp"
@@ -30,6 +32,11 @@ enum class CompletionMode {
 };
 
 [[nodiscard]] const char* to_string(CompletionMode mode) noexcept;
+/// "polling" or "poll", "interrupt" or "irq", "adaptive" (command-line words); nullopt otherwise.
+[[nodiscard]] std::optional<CompletionMode> parse_completion_mode(std::string_view name) noexcept;
+/// The worker mode that suits queues of `mode`: a polling worker for polled queues, a sleeping
+/// one for interrupt-driven queues, an adaptive one for adaptive queues.
+[[nodiscard]] WorkerMode worker_mode_for(CompletionMode mode) noexcept;
 
 /// A submission side and a completion side bound to one worker. Application threads call
 /// `try_submit` (lock-free, from any thread); the worker drains those into the device in

@@ -11,12 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>
-#include <thread>
-#include <unistd.h>
 
 #include "drivers/e1000e/loopback.hpp"
 #include "drivers/e1000e/nic.hpp"
@@ -40,6 +37,25 @@ struct Options {
 int fail(const std::string& message, int code = 1) {
   fmt::print(stderr, "nic_loopback: {}\n", message);
   return code;
+}
+
+// What arrived, how fast, and whether the NICs' counters agree; true when all is well.
+bool print_report(const e1000e::LoopbackReport& r) {
+  fmt::print("sent {} frames ({} bytes), received {}: lost {}, duplicated {}, reordered {}, corrupt {}, "
+             "foreign {}; the full transmit ring pushed back {} times\n",
+             r.sent, r.sent_bytes, r.received, r.lost, r.duplicates, r.reordered, r.corrupt,
+             r.foreign, r.backpressure);
+  if (r.seconds > 0) {
+    fmt::print("rate: {:.0f} frames/s, {:.2f} Mbit/s over {:.3f} s\n", static_cast<double>(r.received) / r.seconds,
+               static_cast<double>(r.received_bytes) * 8 / r.seconds / 1e6, r.seconds);
+  }
+  fmt::print("device counters: tx GPTC {} GOTC {}, rx GPRC {} GORC {}; driver: tx {} frames {} bytes, rx {} "
+             "frames {} bytes: {}\n",
+             r.device_tx_frames, r.device_tx_bytes, r.device_rx_frames, r.device_rx_bytes, r.ring_tx_frames,
+             r.ring_tx_bytes, r.ring_rx_frames, r.ring_rx_bytes, r.counters_agree() ? "agree" : "DISAGREE");
+  const bool pass = r.clean() && r.counters_agree();
+  fmt::print("{}\n", pass ? "PASS" : "FAIL");
+  return pass;
 }
 
 }  // namespace
@@ -89,13 +105,9 @@ int main(int argc, char** argv) {
 
   // 2. One worker runs both NICs: it polls them, or sleeps until a receive or transmit vector
   //    fires, or both (adaptive).
-  const auto completion = opt.completion == "polling"     ? engine::CompletionMode::polling
-                          : opt.completion == "interrupt" ? engine::CompletionMode::interrupt
-                                                          : engine::CompletionMode::adaptive;
+  const engine::CompletionMode completion = *engine::parse_completion_mode(opt.completion);
   engine::WorkerOptions wopt;
-  wopt.mode = completion == engine::CompletionMode::polling     ? engine::WorkerMode::polling
-              : completion == engine::CompletionMode::interrupt ? engine::WorkerMode::interrupt
-                                                                : engine::WorkerMode::adaptive;
+  wopt.mode = engine::worker_mode_for(completion);
   wopt.name = "nic_loopback";
   auto worker = engine::Worker::start(wopt);
   if (!worker) {
@@ -115,31 +127,9 @@ int main(int argc, char** argv) {
   if (auto r = run.start(**worker, completion); !r) {
     return fail(r.error().message());
   }
-  const bool tty = isatty(STDOUT_FILENO) != 0;
-  while (tty && !run.done()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    fmt::print("\r  {} sent, {} received", run.counters().sent.load(std::memory_order_relaxed),
-               run.counters().received.load(std::memory_order_relaxed));
-    std::fflush(stdout);
-  }
-  auto report = run.finish();
+  auto report = run.finish();  // waits until all arrived, or nothing has for 2 s
   if (!report) {
     return fail(report.error().message());
   }
-  const e1000e::LoopbackReport& r = *report;
-  fmt::print("{}sent {} frames ({} bytes), received {}: lost {}, duplicated {}, reordered {}, corrupt {}, "
-             "foreign {}; the full transmit ring pushed back {} times\n",
-             tty ? "\n" : "", r.sent, r.sent_bytes, r.received, r.lost, r.duplicates, r.reordered, r.corrupt,
-             r.foreign, r.backpressure);
-  if (r.seconds > 0) {
-    fmt::print("rate: {:.0f} frames/s, {:.2f} Mbit/s over {:.3f} s\n", static_cast<double>(r.received) / r.seconds,
-               static_cast<double>(r.received_bytes) * 8 / r.seconds / 1e6, r.seconds);
-  }
-  fmt::print("device counters: tx GPTC {} GOTC {}, rx GPRC {} GORC {}; driver: tx {} frames {} bytes, rx {} "
-             "frames {} bytes: {}\n",
-             r.device_tx_frames, r.device_tx_bytes, r.device_rx_frames, r.device_rx_bytes, r.ring_tx_frames,
-             r.ring_tx_bytes, r.ring_rx_frames, r.ring_rx_bytes, r.counters_agree() ? "agree" : "DISAGREE");
-  const bool pass = r.clean() && r.counters_agree();
-  fmt::print("{}\n", pass ? "PASS" : "FAIL");
-  return pass ? 0 : 1;
+  return print_report(*report) ? 0 : 1;
 }

@@ -83,20 +83,23 @@ Result<Report> run_nic(const CommonOptions& common, const NicOptions& o) {
   lopt.latency_ctx = &job.latency;  // written on the worker only, read after finish
   e1000e::Loopback run(*tx, *rx, lopt);
   const double cpu0 = process_cpu_seconds();
+  Result<e1000e::LoopbackReport> rep = Error::invalid("vfio-bench nic", "not run");
   {
     Progress progress(common.progress, job.name, [&] { return run.counters().received.load(std::memory_order_relaxed); },
                       [&] { return run.counters().received_bytes.load(std::memory_order_relaxed); },
                       std::chrono::duration<double>(common.ops == 0 ? common.seconds : 0));
     VFE_TRY(run.start(*worker, completion_of(o.completion)));
-    const auto end = Clock::now() + std::chrono::duration<double>(common.seconds);
-    while (!run.done() && (common.ops != 0 || Clock::now() < end)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (common.ops == 0) {  // by time; with --ios, finish waits for the count (or 2 s of silence)
+      const auto end = Clock::now() + std::chrono::duration<double>(common.seconds);
+      while (!run.done() && Clock::now() < end) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
     }
-    run.stop();
+    rep = run.finish();
   }
-  VFE_TRY_ASSIGN(const auto rep, run.finish());
+  VFE_TRY(rep);
   job.cpu_seconds = process_cpu_seconds() - cpu0;
-  fill_job(job, rep);
+  fill_job(job, *rep);
   Report report;
   report.mode = "nic";
   report.jobs.push_back(std::move(job));

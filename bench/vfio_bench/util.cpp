@@ -33,14 +33,10 @@ Result<std::uint64_t> parse_size(const std::string& text) {
 }
 
 engine::CompletionMode completion_of(const std::string& name) {
-  return name == "irq" ? engine::CompletionMode::interrupt
-         : name == "adaptive" ? engine::CompletionMode::adaptive : engine::CompletionMode::polling;
+  return engine::parse_completion_mode(name).value_or(engine::CompletionMode::polling);
 }
 
-engine::WorkerMode worker_mode_of(const std::string& name) {
-  return name == "irq" ? engine::WorkerMode::interrupt
-         : name == "adaptive" ? engine::WorkerMode::adaptive : engine::WorkerMode::polling;
-}
+engine::WorkerMode worker_mode_of(const std::string& name) { return engine::worker_mode_for(completion_of(name)); }
 
 double process_cpu_seconds() {
   rusage u{};

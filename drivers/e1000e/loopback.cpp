@@ -14,7 +14,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxBatch = 64;
-constexpr std::size_t kMaxGaps = 4096;
 
 std::uint64_t now_ns() noexcept {
   return static_cast<std::uint64_t>(
@@ -25,26 +24,25 @@ std::uint64_t now_ns() noexcept {
 
 Loopback::Loopback(Nic& tx, Nic& rx, const LoopbackOptions& options) : tx_(tx), rx_(rx), options_(options) {
   options_.batch = std::clamp<std::uint32_t>(options_.batch, 1, kMaxBatch);
-  options_.window = std::max<std::uint32_t>(options_.window, 1);
+  options_.window = std::clamp<std::uint32_t>(options_.window, 1, rx_.rx_entries() - 1);
   if (options_.run_id == 0) {
     options_.run_id = now_ns() | 1;
   }
-  gaps_.reserve(kMaxGaps);
 }
 
 Loopback::~Loopback() {
-  if (worker_ != nullptr) {
-    for (Nic* nic : {&tx_, &rx_}) {
-      if (nic->worker() != nullptr) {
-        static_cast<void>(nic->detach());
+  for (Nic* nic : {&tx_, &rx_}) {
+    if (worker_ != nullptr && nic->worker() != nullptr) {
+      if (auto r = nic->detach(); !r) {
+        log_error("loopback: {}", r.error().message());
       }
     }
   }
 }
 
 Result<void> Loopback::start(engine::Worker& worker, engine::CompletionMode mode) {
-  if (worker_ != nullptr) {
-    return Error::invalid("start loopback", "it is already running");
+  if (started_once_) {
+    return Error::invalid("start loopback", "a Loopback runs once; make a new one");
   }
   // Shorter frames would arrive padded to kMinFrame and fail the length check.
   if (options_.min_length < kMinFrame || options_.max_length > kMaxFrame ||
@@ -53,82 +51,91 @@ Result<void> Loopback::start(engine::Worker& worker, engine::CompletionMode mode
                           fmt::format("frame lengths {}..{}: use {} to {} bytes", options_.min_length,
                                       options_.max_length, kMinFrame, kMaxFrame));
   }
+  if (tx_.worker() != nullptr || rx_.worker() != nullptr) {
+    return Error::invalid("start loopback", "a NIC is attached to a worker already; detach it first");
+  }
+  started_once_ = true;
+  drop_waiting_frames();  // both NICs are still this thread's
   tx_at_start_ = tx_.device_counters();
   rx_at_start_ = rx_.device_counters();
   tx_ring_at_start_ = tx_.tx_stats();
   rx_ring_at_start_ = rx_.rx_stats();
-  VFE_TRY(rx_.attach(worker, mode, *this));
-  if (auto r = tx_.attach(worker, mode, *this); !r) {
-    static_cast<void>(rx_.detach());
+  started_ = Clock::now();  // before attach: handlers read it on the worker
+  // The sender first: the receiver's handler may send as soon as it is attached.
+  VFE_TRY(tx_.attach(worker, mode, *this));
+  if (auto r = rx_.attach(worker, mode, *this); !r) {
+    static_cast<void>(tx_.detach());
     return r;
   }
   worker_ = &worker;
-  started_ = Clock::now();
   while (!worker.try_post(&Loopback::start_task, this)) {
     std::this_thread::yield();
   }
   return ok();
 }
 
+void Loopback::drop_waiting_frames() noexcept {
+  std::array<Packet*, kMaxBatch> frames{};
+  while (const std::size_t n = rx_.rx_batch(frames)) {
+    bump(counters_.foreign, n);
+    rx_.pool().free_bulk(std::span<Packet* const>(frames.data(), n));
+  }
+}
+
 void Loopback::start_task(void* self) noexcept { static_cast<Loopback*>(self)->pump(); }
 
 bool Loopback::done() const noexcept {
   const std::uint64_t sent = counters_.sent.load(std::memory_order_relaxed);
-  const std::uint64_t received = counters_.received.load(std::memory_order_relaxed);
-  const bool all_sent = halted_.load(std::memory_order_relaxed) ||
-                        (options_.frames != 0 ? sent == options_.frames : stopping_.load(std::memory_order_relaxed));
-  return all_sent && received == sent;
+  const bool sending_over = stopping_.load(std::memory_order_relaxed) || halted_.load(std::memory_order_relaxed) ||
+                            (options_.frames != 0 && sent == options_.frames);
+  return sending_over && counters_.received.load(std::memory_order_relaxed) == sent;
 }
 
 // Worker: sends while the window and the ring allow. Runs again when frames arrive (the window
 // opens) or sent frames are reclaimed (the ring and the pool have room).
 void Loopback::pump() noexcept {
-  std::array<Packet*, kMaxBatch> batch{};
   while (!stopping_.load(std::memory_order_relaxed) && !halted_.load(std::memory_order_relaxed)) {
-    if (options_.frames != 0 && next_seq_ == options_.frames) {
-      return;
-    }
     const std::uint64_t in_flight = next_seq_ - counters_.received.load(std::memory_order_relaxed);
-    if (in_flight >= options_.window) {
-      return;
-    }
-    std::uint64_t want = std::min<std::uint64_t>(options_.batch, options_.window - in_flight);
+    std::uint64_t want = in_flight < options_.window ? std::min<std::uint64_t>(options_.batch, options_.window - in_flight) : 0;
     if (options_.frames != 0) {
       want = std::min(want, options_.frames - next_seq_);
     }
-    const std::size_t got = tx_.pool().alloc_bulk(std::span<Packet*>(batch.data(), want));
-    if (got == 0) {
-      return;  // every buffer is on the ring: on_transmitted brings them back
-    }
-    const std::uint64_t stamp = now_ns();
-    for (std::size_t i = 0; i < got; ++i) {
-      const std::uint64_t seq = next_seq_ + i;
-      const LoopbackFrame f{.dst = rx_.mac(), .src = tx_.mac(), .run_id = options_.run_id, .seq = seq,
-                            .sent_ns = stamp,
-                            .length = loopback_frame_length(seq, options_.min_length, options_.max_length)};
-      static_cast<void>(write_loopback_frame({batch[i]->data, PacketPool::kBufferSize}, f));
-      batch[i]->length = f.length;
-    }
-    const TxResult r = tx_.tx_batch(std::span<Packet* const>(batch.data(), got));
-    std::uint64_t bytes = 0;
-    for (std::size_t i = 0; i < r.sent; ++i) {
-      bytes += batch[i]->length;
-    }
-    next_seq_ += r.sent;
-    bump(counters_.sent, r.sent);
-    bump(counters_.sent_bytes, bytes);
-    tx_.pool().free_bulk(std::span<Packet* const>(batch.data() + r.sent, got - r.sent));
-    if (r.error == -EAGAIN) {
-      bump(counters_.backpressure);
-      return;  // the ring is full: on_transmitted resumes
-    }
-    if (r.error != 0) {
-      bump(counters_.tx_errors);
-      halted_.store(true, std::memory_order_relaxed);
-      log_error("loopback: tx_batch refused frame {}: error {}", next_seq_, r.error);
-      return;
+    if (want == 0 || send_batch(want) < want) {
+      return;  // the window, the ring or the pool is full: a handler calls again
     }
   }
+}
+
+// Builds up to `want` frames and hands them to the transmit ring; returns how many it took.
+std::size_t Loopback::send_batch(std::size_t want) noexcept {
+  std::array<Packet*, kMaxBatch> batch{};
+  const std::size_t got = tx_.pool().alloc_bulk(std::span<Packet*>(batch.data(), want));
+  const std::uint64_t stamp = now_ns();
+  for (std::size_t i = 0; i < got; ++i) {
+    const std::uint64_t seq = next_seq_ + i;
+    const LoopbackFrame f{.dst = rx_.mac(), .src = tx_.mac(), .run_id = options_.run_id, .seq = seq,
+                          .sent_ns = stamp,
+                          .length = loopback_frame_length(seq, options_.min_length, options_.max_length)};
+    static_cast<void>(write_loopback_frame({batch[i]->data, PacketPool::kBufferSize}, f));
+    batch[i]->length = f.length;
+  }
+  const TxResult r = tx_.tx_batch(std::span<Packet* const>(batch.data(), got));
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < r.sent; ++i) {
+    bytes += batch[i]->length;
+  }
+  next_seq_ += r.sent;
+  bump(counters_.sent, r.sent);
+  bump(counters_.sent_bytes, bytes);
+  tx_.pool().free_bulk(std::span<Packet* const>(batch.data() + r.sent, got - r.sent));
+  if (r.error == -EAGAIN) {
+    bump(counters_.backpressure);  // on_transmitted resumes
+  } else if (r.error != 0) {
+    bump(counters_.tx_errors);
+    halted_.store(true, std::memory_order_relaxed);
+    log_error("loopback: tx_batch refused frame {}: error {}", next_seq_, r.error);
+  }
+  return r.sent;
 }
 
 void Loopback::on_transmitted(Nic& nic, std::size_t count) noexcept {
@@ -153,58 +160,48 @@ void Loopback::on_receive(Nic& nic, std::span<Packet* const> frames) noexcept {
   }
 }
 
-// Order bookkeeping: frames normally arrive as sent. A frame past the expected one leaves the
-// skipped numbers in `gaps_`; a later frame is a late arrival (reordered) when it fills a gap
-// and a duplicate otherwise.
 void Loopback::accept(const FrameCheck& c, std::uint32_t length) noexcept {
   const bool fixed = options_.min_length == options_.max_length;
   if (c.seq >= next_seq_ || (!fixed && length != loopback_frame_length(c.seq, options_.min_length, options_.max_length))) {
     bump(counters_.corrupt);  // a number never sent, or a length its number does not have
     return;
   }
+  switch (order_.accept(c.seq)) {
+    case SequenceTracker::Arrival::duplicate: bump(counters_.duplicates); return;
+    case SequenceTracker::Arrival::late: bump(counters_.reordered); break;
+    case SequenceTracker::Arrival::in_order: break;
+  }
+  const auto now = Clock::now();
   if (options_.on_latency != nullptr) {
     const std::uint64_t t = now_ns();
     options_.on_latency(options_.latency_ctx, t > c.sent_ns ? t - c.sent_ns : 0);
   }
-  if (c.seq >= expected_) {
-    for (std::uint64_t s = expected_; s < c.seq; ++s) {
-      if (gaps_.size() < kMaxGaps) {
-        gaps_.push_back(s);
-      } else {
-        ++gaps_dropped_;
-      }
-    }
-    expected_ = c.seq + 1;
-  } else if (auto it = std::find(gaps_.begin(), gaps_.end(), c.seq); it != gaps_.end()) {
-    *it = gaps_.back();
-    gaps_.pop_back();
-    bump(counters_.reordered);
-  } else {
-    bump(counters_.duplicates);
-    return;
-  }
   bump(counters_.received);
   bump(counters_.received_bytes, length);
-  last_rx_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started_).count(),
+  last_rx_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now - started_).count(),
                     std::memory_order_relaxed);
+}
+
+void Loopback::wait_quiet(std::chrono::milliseconds drain) const {
+  std::uint64_t seen = counters_.received.load(std::memory_order_relaxed);
+  auto quiet_since = Clock::now();
+  while (!done() && Clock::now() - quiet_since <= drain) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (const std::uint64_t now_seen = counters_.received.load(std::memory_order_relaxed); now_seen != seen) {
+      seen = now_seen;
+      quiet_since = Clock::now();
+    }
+  }
 }
 
 Result<LoopbackReport> Loopback::finish(std::chrono::milliseconds drain) {
   if (worker_ == nullptr) {
-    return Error::invalid("finish loopback", "it was not started");
+    return Error::invalid("finish loopback", "it is not running");
   }
-  std::uint64_t seen = counters_.received.load(std::memory_order_relaxed);
-  auto quiet_since = Clock::now();
-  while (!done()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    const std::uint64_t now_seen = counters_.received.load(std::memory_order_relaxed);
-    if (now_seen != seen) {
-      seen = now_seen;
-      quiet_since = Clock::now();
-    } else if (Clock::now() - quiet_since > drain) {
-      break;
-    }
+  if (options_.frames == 0) {
+    stop();
   }
+  wait_quiet(drain);
   stop();
   Result<void> detached = rx_.detach();
   if (auto r = tx_.detach(); !r && detached) {
@@ -212,7 +209,16 @@ Result<LoopbackReport> Loopback::finish(std::chrono::milliseconds drain) {
   }
   worker_ = nullptr;
   VFE_TRY(detached);
-  // After detach no handler runs: the worker's writes are visible (detach synchronised with it).
+  // Detach synchronised with the worker: its writes are visible, and the NICs are this thread's.
+  // Frames that came after the last look are taken now, so the rings' counts match the devices'.
+  std::array<Packet*, kMaxBatch> frames{};
+  while (const std::size_t n = rx_.rx_batch(frames)) {
+    on_receive(rx_, std::span<Packet* const>(frames.data(), n));
+  }
+  return report();
+}
+
+LoopbackReport Loopback::report() const {
   LoopbackReport rep;
   const auto& k = counters_;
   rep.sent = k.sent.load();
@@ -220,6 +226,7 @@ Result<LoopbackReport> Loopback::finish(std::chrono::milliseconds drain) {
   rep.received = k.received.load();
   rep.received_bytes = k.received_bytes.load();
   rep.lost = rep.sent - rep.received;
+  rep.untracked_gaps = order_.untracked();
   rep.duplicates = k.duplicates.load();
   rep.reordered = k.reordered.load();
   rep.corrupt = k.corrupt.load();

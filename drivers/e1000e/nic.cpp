@@ -63,9 +63,14 @@ Result<void> Nic::open(std::string_view bdf, const NicOptions& options) {
                                 fmt::format("{} is PCI device {:04x}:{:04x}; this driver knows the 82574L ({:04x}:{:04x})",
                                             bdf, id & 0xffff, id >> 16, kVendorIntel, kDevice82574L));
   }
-  VFE_TRY(config.enable_bus_master());  // vfio-pci enables memory decoding only
   VFE_TRY_ASSIGN(auto bar, mmio::Bar::open(*device_, VFIO_PCI_BAR0_REGION_INDEX));
   bar_.emplace(std::move(bar));
+  // An earlier user may have left receive on with a ring at its own addresses (there is no FLR
+  // to clear that): turn it off before bus mastering lets the device reach memory again.
+  bar_->write32(reg::kImc, icr::kAll);
+  bar_->write32(reg::kRctl, 0);
+  bar_->write32(reg::kTctl, 0);
+  VFE_TRY(config.enable_bus_master());  // vfio-pci enables memory decoding only
   VFE_TRY_ASSIGN(space_, dma::DmaSpace::create(device_->shared_backend()));
   VFE_TRY_ASSIGN(const auto msix, device_->irq_info(VFIO_PCI_MSIX_IRQ_INDEX));
   if (msix.count >= kVectors) {
@@ -95,6 +100,11 @@ Result<void> Nic::reset() {
     return Error::from_errno(ENODEV, "reset e1000e NIC", "STATUS reads all ones: the device is gone");
   }
   bar_->write32(reg::kImc, icr::kAll);
+  // Interrupt routing as an earlier user may have left it: no vectors, no auto-clear or -mask.
+  bar_->write32(reg::kIvar, 0);
+  bar_->write32(reg::kEiac, 0);
+  bar_->write32(reg::kIam, 0);
+  bar_->write32(reg::kCtrlExt, bar_->read32(reg::kCtrlExt) & ~(ctrl_ext::kIame | ctrl_ext::kEiame));
   static_cast<void>(bar_->read32(reg::kIcr));  // clears it while no cause is enabled
   bar_->write32(reg::kIcr, icr::kAll);         // and so does writing ones
   bar_->write32(reg::kTarc0, bar_->read32(reg::kTarc0) | tarc::kEnable);  // without it nothing is sent
@@ -116,7 +126,7 @@ bool Nic::quiesce() noexcept {
   return wait_for([this] { return (bar_->read32(reg::kCtrl) & ctrl::kRst) == 0; }, milliseconds(100));
 }
 
-// The station address: RAL0/RAH0, which the device loads from the EEPROM at reset (§10.2.5.x);
+// The station address: RAL0/RAH0, which the device loads from the EEPROM at reset (receive address registers);
 // the EEPROM words 0..2 through EERD when RAH0.AV is clear.
 Result<void> Nic::read_mac() {
   const std::uint32_t low = bar_->read32(reg::kRal0);
@@ -177,7 +187,7 @@ Result<void> Nic::setup_rings(const NicOptions& options) {
   return ok();
 }
 
-// §4.6.5 receive initialisation: ring base and length, head and tail, then RCTL; the tail write
+// Receive initialisation (datasheet §4.6): ring base and length, head and tail, then RCTL; the tail write
 // last gives the device its buffers.
 void Nic::setup_receive(bool promiscuous) noexcept {
   bar_->write32(reg::kRfctl, rfctl::kAckDisable);  // legacy descriptors; no ACK interrupt cause
@@ -202,7 +212,7 @@ void Nic::setup_receive(bool promiscuous) noexcept {
   bar_->write32_db(reg::kRdt, rx_->tail());  // the descriptors were written before
 }
 
-// §4.6.6 transmit initialisation: ring, then TCTL (pad short frames, full-duplex collision
+// Transmit initialisation (datasheet §4.6): ring, then TCTL (pad short frames, full-duplex collision
 // distance) and TIPG.
 void Nic::setup_transmit() noexcept {
   const std::uint64_t base = dma::to_u64(ring_mem_->iova_at(rx_->count() * sizeof(RxDescriptor)));
@@ -218,7 +228,7 @@ void Nic::setup_transmit() noexcept {
                                 tctl::collision_distance(0x3f));
 }
 
-// §4.6.3 link setup: with the internal PHY and auto-negotiation, set link up and wait for it.
+// Link setup: with the internal PHY and auto-negotiation, set link up and wait for it.
 Result<void> Nic::wait_link(milliseconds timeout) {
   bar_->write32(reg::kCtrl, bar_->read32(reg::kCtrl) | ctrl::kSlu);
   if (timeout.count() == 0 || wait_for([this] { return link_up(); }, timeout)) {
@@ -278,6 +288,7 @@ std::size_t Nic::reclaim() noexcept { return tx_->reclaim(); }
 std::size_t Nic::service_rx() noexcept {
   std::array<Packet*, kBatch> frames{};
   std::size_t total = 0;
+  const std::uint64_t starved = rx_->stats().starved;
   while (total < rx_->count()) {
     const std::size_t n = rx_batch(frames);
     if (n == 0) {
@@ -286,6 +297,7 @@ std::size_t Nic::service_rx() noexcept {
     handler_->on_receive(*this, std::span<Packet* const>(frames.data(), n));
     total += n;
   }
+  rx_waiting_ = rx_->stats().starved != starved;
   return total;
 }
 
@@ -297,7 +309,22 @@ std::size_t Nic::service_tx() noexcept {
   return n;
 }
 
-std::size_t Nic::poll() noexcept { return service_rx() + service_tx(); }
+std::size_t Nic::poll() noexcept {
+  if (mode_ == engine::CompletionMode::interrupt && !rx_waiting_) {
+    return 0;  // the vectors tell when to look
+  }
+  const bool was_waiting = rx_waiting_;
+  std::size_t work = service_rx();
+  if (mode_ != engine::CompletionMode::interrupt) {
+    work += service_tx();
+  }
+  if (was_waiting && !rx_waiting_ && mode_ != engine::CompletionMode::polling) {
+    bar_->write32(reg::kIms, icr::kRxq0);  // buffers again: the vector can wake the worker
+  }
+  // A frame waiting for a buffer counts as work, so the worker keeps looking instead of
+  // sleeping on a vector that will not fire for it.
+  return work + (rx_waiting_ ? 1 : 0);
+}
 
 // §7.4.2 MSI-X mode: receive queue 0 on vector 0, transmit queue 0 on vector 1, other causes
 // (link, overrun) on vector 2, which stays masked: this driver does not handle link changes.
@@ -316,6 +343,23 @@ void Nic::set_interrupts(bool enabled) noexcept {
   bar_->write32(reg::kEiac, icr::kRxq0 | icr::kTxq0);
   bar_->write32(reg::kIcr, icr::kAll);  // stale causes would hold back the first messages
   bar_->write32(reg::kIms, icr::kRxq0 | icr::kTxq0);
+  // Clearing ICR also dropped the causes of frames already waiting on the rings: raise both
+  // vectors once by hand, so their handlers look.
+  bar_->write32(reg::kIcs, icr::kRxq0 | icr::kTxq0);
+}
+
+// The receive vector fired: take what arrived, then re-arm the vector. A frame that waits for a
+// buffer leaves it unarmed; `poll` then looks again on every loop until the pool has buffers.
+void Nic::on_rx_vector() noexcept {
+  service_rx();
+  if (!rx_waiting_) {
+    bar_->write32(reg::kIms, icr::kRxq0);
+  }
+}
+
+void Nic::on_tx_vector() noexcept {
+  service_tx();
+  bar_->write32(reg::kIms, icr::kTxq0);
 }
 
 Result<void> Nic::attach(engine::Worker& worker, engine::CompletionMode mode, NicHandler& handler) {
@@ -337,21 +381,17 @@ Result<void> Nic::attach(engine::Worker& worker, engine::CompletionMode mode, Ni
     }
   });
   if (irq) {
-    VFE_TRY(worker.watch(irqs_->eventfd(kRxVector), [this](std::uint64_t) {
-      service_rx();
-      bar_->write32(reg::kIms, icr::kRxq0);  // re-arm (see set_interrupts)
-    }));
+    VFE_TRY(worker.watch(irqs_->eventfd(kRxVector), [this](std::uint64_t) { on_rx_vector(); }));
     watched_rx_ = true;
-    VFE_TRY(worker.watch(irqs_->eventfd(kTxVector), [this](std::uint64_t) {
-      service_tx();
-      bar_->write32(reg::kIms, icr::kTxq0);
-    }));
+    VFE_TRY(worker.watch(irqs_->eventfd(kTxVector), [this](std::uint64_t) { on_tx_vector(); }));
     watched_tx_ = true;
-    set_interrupts(true);
   }
-  if (mode != engine::CompletionMode::interrupt) {
-    VFE_TRY(worker.add(*this));
-    added_ = true;
+  // Registered in every mode: in interrupt mode `poll` only retries a receive that waits for
+  // buffers (see on_rx_vector).
+  VFE_TRY(worker.add(*this));
+  added_ = true;
+  if (irq) {
+    set_interrupts(true);
   }
   undo.dismiss();
   return ok();
@@ -388,7 +428,7 @@ DeviceCounters Nic::device_counters() {
   return counters_;
 }
 
-// §10.2.8: every counter clears when read; a 64-bit one when its high half is read (low first).
+// Statistics registers: every counter clears when read; a 64-bit one when its high half is read (low first).
 void Nic::accumulate_counters() noexcept {
   const auto r32 = [this](std::uint64_t off) -> std::uint64_t { return bar_->read32(off); };
   const auto r64 = [this](std::uint64_t low) -> std::uint64_t {

@@ -44,7 +44,7 @@ struct NicOptions {
   int numa_node = -1;
 };
 
-/// The device's statistics counters (82574 §10.2.8), accumulated since `create` (the registers
+/// The device's statistics counters (82574 chapter 10), accumulated since `create` (the registers
 /// clear when read). The device counts octets from the destination address through the FCS.
 struct DeviceCounters {
   std::uint64_t rx_good_frames = 0;  ///< GPRC
@@ -89,7 +89,10 @@ class NicHandler {
 /// then only handlers and tasks on that worker may use it).
 class Nic final : public engine::Pollable {
  public:
+  /// Opens `bdf` (bound to vfio-pci) and brings the NIC up; an error says what failed and why
+  /// (a wrong BDF, another device, bad ring sizes, the link still down after `link_timeout`).
   [[nodiscard]] static Result<std::unique_ptr<Nic>> create(std::string_view bdf, const NicOptions& options = {});
+  /// Detaches if attached, stops the device, then frees the rings, buffers and mappings.
   ~Nic() override;
   Nic(const Nic&) = delete;
   Nic& operator=(const Nic&) = delete;
@@ -112,8 +115,11 @@ class Nic final : public engine::Pollable {
 
   /// The buffers frames are built in and received into.
   [[nodiscard]] PacketPool& pool() noexcept { return *pool_; }
+  /// The driver's own counts of the receive and transmit rings (data-path thread, or after detach).
   [[nodiscard]] const RxRingStats& rx_stats() const noexcept { return rx_->stats(); }
   [[nodiscard]] const TxRingStats& tx_stats() const noexcept { return tx_->stats(); }
+  /// Descriptors in the receive ring.
+  [[nodiscard]] std::uint32_t rx_entries() const noexcept { return rx_->count(); }
   /// Frames on the transmit ring not yet reclaimed.
   [[nodiscard]] std::uint32_t tx_in_flight() const noexcept { return tx_->in_flight(); }
 
@@ -123,11 +129,13 @@ class Nic final : public engine::Pollable {
   [[nodiscard]] Result<void> attach(engine::Worker& worker, engine::CompletionMode mode, NicHandler& handler);
   /// Undoes `attach`; when it returns no handler runs any more. Setup path; blocks.
   [[nodiscard]] Result<void> detach();
+  /// The worker the NIC is attached to, or nullptr.
   [[nodiscard]] engine::Worker* worker() const noexcept { return worker_; }
 
   /// Reads the statistics registers and returns the totals since `create`. Any thread.
   [[nodiscard]] DeviceCounters device_counters();
 
+  /// The NIC's PCI address.
   [[nodiscard]] const vfio::Bdf& bdf() const noexcept { return device_->bdf(); }
   /// The VFIO device, BAR0 and DMA space (tests and tools; the driver owns them).
   [[nodiscard]] vfio::Device& device() noexcept { return *device_; }
@@ -148,6 +156,8 @@ class Nic final : public engine::Pollable {
   void setup_transmit() noexcept;
   void set_interrupts(bool enabled) noexcept;
   void stop() noexcept;
+  void on_rx_vector() noexcept;
+  void on_tx_vector() noexcept;
   std::size_t service_rx() noexcept;
   std::size_t service_tx() noexcept;
   std::size_t poll() noexcept override;
@@ -170,7 +180,8 @@ class Nic final : public engine::Pollable {
   engine::Worker* worker_ = nullptr;
   engine::CompletionMode mode_ = engine::CompletionMode::polling;
   NicHandler* handler_ = nullptr;
-  bool added_ = false;  // registered as the worker's pollable
+  bool added_ = false;       // registered as the worker's pollable
+  bool rx_waiting_ = false;  // worker only: a received frame waits for a buffer from the pool
   bool watched_rx_ = false;
   bool watched_tx_ = false;
 

@@ -95,7 +95,7 @@ std::size_t PacketPool::alloc_bulk(std::span<Packet*> out) noexcept {
 }
 
 void PacketPool::free(Packet* p) noexcept {
-  if (p == nullptr || p->pool != this || p->in_pool) {
+  if (p == nullptr || p->pool != this || p->in_pool || p->in_flight) {
     ++bad_frees_;
     return;
   }

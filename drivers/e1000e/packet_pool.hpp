@@ -59,13 +59,18 @@ class PacketPool {
   [[nodiscard]] Packet* alloc() noexcept;
   /// Fills `out` from the front with free buffers; returns how many (fewer when the pool runs dry).
   [[nodiscard]] std::size_t alloc_bulk(std::span<Packet*> out) noexcept;
-  /// Returns `p` to the pool. A null pointer, a buffer already free, or another pool's, is counted in
-  /// `bad_frees` and otherwise ignored (the data path has no error to return).
+  /// Returns `p` to the pool. A null pointer, a buffer already free, another pool's, or one still
+  /// on a transmit ring is counted in `bad_frees` and otherwise ignored (the data path has no
+  /// error to return).
   void free(Packet* p) noexcept;
+  /// `free` for each.
   void free_bulk(std::span<Packet* const> packets) noexcept;
 
+  /// Buffers free now.
   [[nodiscard]] std::size_t available() const noexcept { return top_; }
+  /// Buffers in the pool, free or not.
   [[nodiscard]] std::size_t capacity() const noexcept { return packets_.size(); }
+  /// Frees refused so far (see `free`): each is a bug in the caller.
   [[nodiscard]] std::uint64_t bad_frees() const noexcept { return bad_frees_; }
   /// True when `p` is one of this pool's buffers.
   [[nodiscard]] bool owns(const Packet* p) const noexcept { return p != nullptr && p->pool == this; }

@@ -15,8 +15,8 @@ namespace vfe::e1000e {
 
 /// Counters of one receive ring; written by the ring's thread only.
 struct RxRingStats {
-  std::uint64_t frames = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t frames = 0;  ///< good frames handed out by `receive`
+  std::uint64_t bytes = 0;   ///< their bytes (without FCS)
   std::uint64_t errors = 0;   ///< frames the device flagged (CRC, symbol, ...) or spread over
                               ///< several descriptors; dropped, their buffers handed back at once
   std::uint64_t starved = 0;  ///< times a frame waited because the pool had no buffer to refill with
@@ -53,7 +53,9 @@ class RxRing {
     tail_moved_ = false;
     return moved;
   }
+  /// Descriptors in the ring.
   [[nodiscard]] std::uint32_t count() const noexcept { return count_; }
+  /// The ring's counters (its thread).
   [[nodiscard]] const RxRingStats& stats() const noexcept { return stats_; }
 
  private:

@@ -6,7 +6,7 @@ namespace vfe::e1000e {
 namespace {
 
 // Every frame fits one descriptor (a whole buffer): end of packet, let the device add the FCS,
-// and report status, so DD tells when the buffer is free again (§7.2.10.1).
+// and report status, so DD tells when the buffer is free again (legacy transmit descriptor).
 constexpr std::uint8_t kCommand = tx_command::kEndOfPacket | tx_command::kInsertFcs | tx_command::kReportStatus;
 
 }  // namespace
@@ -14,7 +14,9 @@ constexpr std::uint8_t kCommand = tx_command::kEndOfPacket | tx_command::kInsert
 TxRing::TxRing(volatile TxDescriptor* ring, std::uint32_t count, PacketPool& pool)
     : ring_(ring), count_(count), pool_(pool), slots_(count, nullptr) {}
 
-TxRing::~TxRing() {
+TxRing::~TxRing() { release_frames(); }
+
+void TxRing::release_frames() noexcept {
   for (Packet*& p : slots_) {
     if (p != nullptr) {
       p->in_flight = false;
@@ -25,12 +27,8 @@ TxRing::~TxRing() {
 }
 
 void TxRing::reset() noexcept {
+  release_frames();
   for (std::uint32_t i = 0; i < count_; ++i) {
-    if (slots_[i] != nullptr) {
-      slots_[i]->in_flight = false;
-      pool_.free(slots_[i]);
-      slots_[i] = nullptr;
-    }
     volatile TxDescriptor& d = ring_[i];
     d.buffer = 0;
     d.length = 0;

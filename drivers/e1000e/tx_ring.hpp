@@ -57,12 +57,16 @@ class TxRing {
   [[nodiscard]] std::uint32_t tail() const noexcept { return tail_; }
   /// Frames on the ring that have not been reclaimed yet.
   [[nodiscard]] std::uint32_t in_flight() const noexcept { return in_flight_; }
+  /// Frames the ring holds at once: one descriptor less than it has.
   [[nodiscard]] std::uint32_t capacity() const noexcept { return count_ - 1; }
+  /// Descriptors in the ring.
   [[nodiscard]] std::uint32_t count() const noexcept { return count_; }
+  /// The ring's counters (its thread).
   [[nodiscard]] const TxRingStats& stats() const noexcept { return stats_; }
 
  private:
   [[nodiscard]] int check(const Packet* p) const noexcept;
+  void release_frames() noexcept;  // every frame on the ring back to the pool
 
   volatile TxDescriptor* ring_;
   std::uint32_t count_;

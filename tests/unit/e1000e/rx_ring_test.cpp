@@ -1,5 +1,5 @@
 // RxRing against a simulated device: a descriptor array in plain memory that the test writes
-// back the way the 82574 would (§7.1.4), buffers from a PacketPool over a vector.
+// back the way the 82574 would (legacy descriptors), buffers from a PacketPool over a vector.
 #include "drivers/e1000e/rx_ring.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // TxRing against a simulated device: a descriptor array in plain memory on which the test sets
-// DD the way the 82574 would (§7.2.10.1), frames from a PacketPool over a vector.
+// DD the way the 82574 would (legacy descriptors), frames from a PacketPool over a vector.
 #include "drivers/e1000e/tx_ring.hpp"
 
 #include <gtest/gtest.h>

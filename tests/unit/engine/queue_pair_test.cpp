@@ -173,5 +173,19 @@ TEST(QueuePair, InterruptModeNeedsAnEventfdAndAttachesOnce) {
   EXPECT_FALSE(queue.detach());
 }
 
+TEST(CompletionMode, ParsesTheCommandLineWordsAndPicksAMatchingWorker) {
+  EXPECT_EQ(parse_completion_mode("polling"), CompletionMode::polling);
+  EXPECT_EQ(parse_completion_mode("poll"), CompletionMode::polling);
+  EXPECT_EQ(parse_completion_mode("interrupt"), CompletionMode::interrupt);
+  EXPECT_EQ(parse_completion_mode("irq"), CompletionMode::interrupt);
+  EXPECT_EQ(parse_completion_mode("adaptive"), CompletionMode::adaptive);
+  for (const char* bad : {"", "Polling", "intr", "adaptive ", "pol"}) {
+    EXPECT_FALSE(parse_completion_mode(bad).has_value()) << "'" << bad << "'";
+  }
+  EXPECT_EQ(worker_mode_for(CompletionMode::polling), WorkerMode::polling);
+  EXPECT_EQ(worker_mode_for(CompletionMode::interrupt), WorkerMode::interrupt);
+  EXPECT_EQ(worker_mode_for(CompletionMode::adaptive), WorkerMode::adaptive);
+}
+
 }  // namespace
 }  // namespace vfe::engine
