@@ -11,6 +11,8 @@ packages=(
   g++ cmake ninja-build pkg-config make
   libtbb-dev libhwloc-dev liburing-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the fuzz targets (tests/fuzz): clang 14 and its libFuzzer runtime
+  clang libclang-rt-14-dev
   # peers the micro benchmarks compare against (bench/README.md)
   libboost-dev libconcurrentqueue-dev libreaderwriterqueue-dev libatomic-queue-dev
   # the VM rig: QEMU, the guest's userland, Debian's kernel (fetched by apt-get download) and the

@@ -2,7 +2,9 @@
 # Runs every test of vfio-engine, from nothing: installs what is missing, builds, then
 #   1. the unit tests (label "unit") in the release build, under ASan+UBSan (preset dev) and
 #      under TSan (preset tsan);
-#   2. the VM tests (label "vm"): the real kernel's VFIO in a QEMU guest, in type1, iommufd and
+#   2. the fuzzers (preset fuzz, clang + libFuzzer): each on its checked-in seeds and
+#      regressions, a minute in all (tests/fuzz/README.md);
+#   3. the VM tests (label "vm"): the real kernel's VFIO in a QEMU guest, in type1, iommufd and
 #      noiommu modes, plus the rig's self-test.
 # Prints "N passed, N failed" over all of them last; exits non-zero if anything failed.
 #
@@ -43,7 +45,7 @@ run_ctest() {  # run_ctest PRESET [ctest args...]
   passed=$((passed + t - f)); failed=$((failed + f))
 }
 
-for preset in release dev tsan; do
+for preset in release dev tsan fuzz; do
   echo "== build: $preset"
   cmake --preset "$preset" "${configure_args[@]}" >/dev/null
   cmake --build --preset "$preset"
@@ -52,6 +54,7 @@ done
 run_ctest release -L unit
 run_ctest dev
 run_ctest tsan
+run_ctest fuzz
 ((unit_only)) || run_ctest release -L vm
 
 echo "test.sh: $passed passed, $failed failed"
