@@ -38,6 +38,10 @@ Result<Iova> DmaSpace::map(const void* vaddr, std::uint64_t size, std::uint64_t 
                                                  "non-zero multiples of 4096",
                                                  size, va));
   }
+  // Memory mapped already is refused first: the kernel would pin it a second time (type1 even
+  // maps it at a second IOVA) before IovaMap::add noticed, and under a tight memlock limit the
+  // error would blame the limit instead of the overlap.
+  VFE_TRY(map_.check_unregistered(vaddr, size));
   VFE_TRY(check_memlock(size));
   if (!allocator_) {
     return map_at_chosen_iova(vaddr, size);

@@ -29,7 +29,8 @@ class DmaSpace {
       std::shared_ptr<vfio::IommuBackend> backend, unsigned dma_mask_bits = 64);
 
   /// Maps [vaddr, vaddr + size) (page aligned) and returns its IOVA. All or nothing: on error no
-  /// IOVA stays allocated and nothing stays mapped. Mapping pins the memory: without
+  /// IOVA stays allocated and nothing stays mapped. Memory that overlaps a live mapping of this
+  /// space is refused (EEXIST) before the kernel is asked. Mapping pins the memory: without
   /// CAP_IPC_LOCK, more than RLIMIT_MEMLOCK in all is refused up front (ENOMEM, with the amount
   /// needed). `align`: IOVA alignment (the page size of
   /// the memory, so the IOMMU can use large pages).

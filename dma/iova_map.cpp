@@ -192,6 +192,11 @@ Result<void> IovaMap::check_registered(std::uint64_t va, std::uint64_t size) con
   return ok();
 }
 
+Result<void> IovaMap::check_unregistered(const void* vaddr, std::uint64_t size) const {
+  const std::lock_guard lock(mutex_);
+  return check_free(reinterpret_cast<std::uintptr_t>(vaddr), size);
+}
+
 Result<void> IovaMap::add(const void* vaddr, std::uint64_t size, Iova iova) {
   constexpr const char* kOp = "IovaMap::add";
   const auto va = reinterpret_cast<std::uintptr_t>(vaddr);

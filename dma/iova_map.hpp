@@ -101,6 +101,11 @@ class IovaMap {
   /// error nothing changes. Setup path: takes the writer mutex, may allocate.
   [[nodiscard]] Result<void> add(const void* vaddr, std::uint64_t size, Iova iova);
 
+  /// Success unless [vaddr, vaddr + size) overlaps a registered range: then the EEXIST `add`
+  /// would give, naming that registration. For a caller with costly work to do before `add`
+  /// (DmaSpace pins and maps the memory first), so an overlap is refused before that work; `add`
+  /// still checks, as another thread may register in between. Takes the writer mutex.
+  [[nodiscard]] Result<void> check_unregistered(const void* vaddr, std::uint64_t size) const;
   /// Unregisters [vaddr, vaddr + size), which must be exactly a union of earlier `add` ranges
   /// (typically one `add` of the same range); a range that is partly unregistered, or that cuts
   /// through a registration, is EINVAL and changes nothing. Tables stay allocated (see the class

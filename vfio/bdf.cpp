@@ -32,11 +32,25 @@ bool parse_hex(std::string_view text, std::size_t min_digits, std::size_t max_di
   return true;
 }
 
+// `text` with control and non-ASCII bytes written as escapes, so that a stray newline (a BDF
+// read from a file) shows in the message instead of breaking it.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    out += c == '\n' ? std::string("\\n")
+           : c == '\t' ? std::string("\\t")
+           : u < 0x20 || u > 0x7e ? fmt::format("\\x{:02x}", u)
+                                  : std::string(1, c);
+  }
+  return out;
+}
+
 Error bad_bdf(std::string_view text, std::string_view why) {
   return Error::invalid("parse PCI address",
                         fmt::format("'{}' is not a PCI address ({}); expected DDDD:BB:DD.F or "
                                     "BB:DD.F, e.g. 0000:81:00.0",
-                                    text, why));
+                                    printable(text), why));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "vfio/iommu_backend.hpp"
 
+#include <fmt/format.h>
+
 #include <cerrno>
 
 #include "vfio/iommufd_backend.hpp"
@@ -21,6 +23,23 @@ Result<void> IommuBackend::claim(const Bdf& bdf) {
 void IommuBackend::release(const Bdf& bdf) noexcept {
   const std::lock_guard lock(claims_mu_);
   claimed_.erase(bdf);
+}
+
+std::string IommuBackend::outside_iova_ranges(std::uint64_t iova, std::uint64_t size) {
+  const auto ranges = iova_ranges();
+  if (!ranges || ranges->empty() || size == 0) {
+    return "";
+  }
+  std::string list;
+  for (const IovaRange& r : *ranges) {
+    if (iova >= r.start && iova <= r.last && size - 1 <= r.last - iova) {
+      return "";  // inside this range: the kernel refused it for another reason
+    }
+    list += fmt::format("{}[{:#x}, {:#x}]", list.empty() ? "" : ", ", r.start, r.last);
+  }
+  return fmt::format(": it is outside the IOVA ranges the IOMMU allows ({}); map inside them, "
+                     "e.g. through a DmaSpace, which chooses the IOVA",
+                     list);
 }
 
 Result<std::shared_ptr<IommuBackend>> make_backend(IommuMode mode, Sys& sys) {

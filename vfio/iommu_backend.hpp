@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "base/fd.hpp"
@@ -76,6 +77,11 @@ class IommuBackend {
 
  protected:
   IommuBackend(Sys& sys, IommuMode mode) noexcept : sys_(sys), mode_(mode) {}
+
+  /// For a mapping the kernel refused with EINVAL: ": [iova, iova + size) is outside the IOVA
+  /// ranges the IOMMU allows (...)" when `iova_ranges()` says so, else empty (the EINVAL then
+  /// has another cause, such as alignment).
+  [[nodiscard]] std::string outside_iova_ranges(std::uint64_t iova, std::uint64_t size);
 
  private:
   Sys& sys_;

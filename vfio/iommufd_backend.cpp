@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "vfio/holders.hpp"
 #include "vfio/sysfs.hpp"
 #include "vfio/uapi.hpp"
 
@@ -26,6 +27,32 @@ Result<std::shared_ptr<IommufdBackend>> IommufdBackend::create(Sys& sys) {
   return std::make_shared<IommufdBackend>(sys, std::move(iommufd), alloc.out_ioas_id);
 }
 
+namespace {
+
+// Why VFIO_DEVICE_BIND_IOMMUFD failed. The kernel binds a device to one iommufd at a time and
+// refuses another (EINVAL; EBUSY while its group is open through the legacy API): when some
+// process other than this open holds the cdev or the group, that is the reason, and it is named.
+Error bind_error(int err, const Bdf& bdf, const std::string& path, Fd& device) {
+  std::string held;
+  if (err == EINVAL || err == EBUSY) {
+    device.reset();  // our own descriptor is no holder
+    held = held_by(path);
+    if (const auto group = iommu_group(bdf); held.empty() && group) {
+      held = held_by("/dev/vfio/" + *group);
+    }
+  }
+  if (held.empty()) {
+    return Error::from_errno(err, "VFIO_DEVICE_BIND_IOMMUFD", path);
+  }
+  return Error::from_errno(EBUSY, "VFIO_DEVICE_BIND_IOMMUFD",
+                           fmt::format("{} is in use: {}; a device is bound to one iommufd at a "
+                                       "time, so close it there (in this process: open the "
+                                       "device through the backend that has it)",
+                                       bdf.to_string(), held));
+}
+
+}  // namespace
+
 Result<Fd> IommufdBackend::open_device(const Bdf& bdf) {
   VFE_TRY(require_bound_to_vfio_pci(bdf));
   const auto cdev = vfio_cdev(bdf);
@@ -39,15 +66,17 @@ Result<Fd> IommufdBackend::open_device(const Bdf& bdf) {
   Fd device(sys().open(path.c_str(), O_RDWR));
   if (!device) {
     const int err = errno;
+    const std::string held = err == EBUSY ? held_by(path) : "";
     return Error::from_errno(err, "open",
-                             err == EBUSY ? path + " is already open in another process"
-                                          : path + ": run as root or as the owner of the node");
+                             err != EBUSY    ? path + ": run as root or as the owner of the node"
+                             : held.empty() ? path + " is already open in another process"
+                                            : held);
   }
   vfio_device_bind_iommufd bind{};
   bind.argsz = sizeof(bind);
   bind.iommufd = iommufd_.get();
   if (sys().ioctl_ptr(device.get(), VFIO_DEVICE_BIND_IOMMUFD, &bind) != 0) {
-    return Error::from_errno(errno, "VFIO_DEVICE_BIND_IOMMUFD", path);
+    return bind_error(errno, bdf, path, device);
   }
   vfio_device_attach_iommufd_pt attach{};
   attach.argsz = sizeof(attach);
@@ -77,6 +106,7 @@ Result<std::uint64_t> IommufdBackend::map(const void* vaddr, std::uint64_t size,
       err == ENOMEM ? what + ": pinning it exceeds RLIMIT_MEMLOCK (or memory is short); raise "
                              "the memlock limit to cover all DMA memory"
       : err == EEXIST ? what + ": overlaps an existing mapping"
+      : err == EINVAL ? what + outside_iova_ranges(iova, size)
                       : what);
 }
 

@@ -62,6 +62,19 @@ Result<std::uint64_t> NoIommuBackend::physical_address(const void* vaddr, std::u
   return first_pfn * kPage + va % kPage;
 }
 
+Result<void> NoIommuBackend::check_no_overlap(std::uintptr_t va, std::uint64_t size) const {
+  for (const auto& [phys, pinned] : pinned_) {
+    const auto start = reinterpret_cast<std::uintptr_t>(pinned.vaddr);
+    if (va < start + pinned.size && start < va + size) {
+      return Error::from_errno(EEXIST, "map DMA (no-IOMMU)",
+                               fmt::format("{} bytes at {:#x} overlap the mapping of {} bytes at "
+                                           "{:#x} (physical {:#x}); unmap that one first",
+                                           size, va, pinned.size, start, phys));
+    }
+  }
+  return ok();
+}
+
 Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
                                           std::uint64_t /*iova*/) {
   const auto va = reinterpret_cast<std::uintptr_t>(vaddr);
@@ -71,6 +84,9 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
                                       "multiples of 4096",
                                       size, va));
   }
+  // One lock over the whole call: the overlap check must still hold when the range is recorded.
+  const std::lock_guard lock(mu_);
+  VFE_TRY(check_no_overlap(va, size));
   // Lock first: it faults the pages in, so pagemap has their frames, and keeps them resident.
   if (sys().mlock(vaddr, size) != 0) {
     return Error::from_errno(errno, "mlock",
@@ -83,9 +99,8 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
     sys().munlock(vaddr, size);
     return phys;
   }
-  const std::lock_guard lock(mu_);
-  // mlock does not nest: a second mapping of the same pages must not exist, or unmapping one
-  // would unpin the other. (The pages were locked already, so leaving them locked is right.)
+  // The same pages at another virtual address (memory mapped twice): as above, but found only
+  // now. (The pages were locked already, so leaving them locked is right.)
   if (!pinned_.emplace(*phys, Pinned{vaddr, size}).second) {
     return Error::from_errno(EEXIST, "map DMA (no-IOMMU)",
                              fmt::format("the memory at physical {:#x} is already mapped", *phys));

@@ -2,6 +2,7 @@
 /// \file
 /// `NoIommuBackend`: VFIO without an IOMMU. Unsafe by design; only ever used when asked for.
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 
@@ -40,6 +41,10 @@ class NoIommuBackend final : public IommuBackend {
 
  private:
   [[nodiscard]] Result<std::uint64_t> physical_address(const void* vaddr, std::uint64_t size);
+  // mlock does not nest, so pages must never be in two mappings (unmapping one would unpin the
+  // other's): EEXIST when [va, va + size) overlaps a live mapping. Called with mu_ held, before
+  // anything is locked, so the refusal changes nothing.
+  [[nodiscard]] Result<void> check_no_overlap(std::uintptr_t va, std::uint64_t size) const;
 
   LegacyContainer container_;
   std::mutex mu_;

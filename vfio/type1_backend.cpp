@@ -43,6 +43,8 @@ Result<std::uint64_t> Type1Backend::map(const void* vaddr, std::uint64_t size,
                                       "short); raise the memlock limit to cover all DMA memory");
     case EEXIST:
       return Error::from_errno(err, "VFIO_IOMMU_MAP_DMA", what + ": overlaps an existing mapping");
+    case EINVAL:
+      return Error::from_errno(err, "VFIO_IOMMU_MAP_DMA", what + outside_iova_ranges(iova, size));
     default:
       return Error::from_errno(err, "VFIO_IOMMU_MAP_DMA", what);
   }

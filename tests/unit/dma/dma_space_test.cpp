@@ -97,6 +97,25 @@ TEST_F(DmaSpaceTest, DoubleUnmapAndBadArgumentsChangeNothing) {
   EXPECT_FALSE(DmaSpace::create(nullptr));
 }
 
+// Memory mapped already (wholly or in part) is refused before the kernel pins it again, and
+// before the memlock check, which would otherwise blame the limit.
+TEST_F(DmaSpaceTest, OverlappingMapIsRefusedBeforeTheKernelIsAsked) {
+  sys_.rlimit_value = {8192, 8192};
+  sys_.cap_ipc_lock = false;
+  auto s = space();
+  const auto iova = s->map(memory_, 2 * 4096);
+  ASSERT_TRUE(iova);
+  const auto free_before = s->free_iova_bytes();
+  for (std::uint8_t* at : {memory_, memory_ + 4096}) {
+    const auto e = error_of(s->map(at, 2 * 4096));
+    EXPECT_TRUE(e.is(EEXIST)) << e.message();
+    EXPECT_THAT(e.message(), ::testing::HasSubstr("overlaps the registration"));
+  }
+  EXPECT_EQ(maps_.size(), 1U);
+  EXPECT_EQ(s->free_iova_bytes(), free_before);
+  EXPECT_EQ(s->translate(memory_ + 4096), *iova + 4096);
+}
+
 TEST_F(DmaSpaceTest, MemlockLimitIsCheckedBeforeTheKernelIsAsked) {
   sys_.rlimit_value = {8192, 8192};  // 8 KiB
   sys_.cap_ipc_lock = false;

@@ -106,7 +106,12 @@ TEST(IovaMap, OverlappingAddIsRefusedAndChangesNothing) {
     const auto r = add(map, start, size);
     ASSERT_FALSE(r) << std::hex << start;
     EXPECT_TRUE(r.error().is(EEXIST)) << r.error().message();
+    const auto check = map.check_unregistered(reinterpret_cast<const void*>(start), size);
+    ASSERT_FALSE(check) << "check_unregistered agrees with add";
+    EXPECT_EQ(check.error().detail, r.error().detail);
   }
+  EXPECT_TRUE(map.check_unregistered(reinterpret_cast<const void*>(a + 2 * kPage), kPage));
+  EXPECT_TRUE(map.check_unregistered(reinterpret_cast<const void*>(a - kPage), kPage));
   EXPECT_THAT(add(map, a + kPage, 2 * kPage).error().detail,
               HasSubstr("overlaps the registration [0x1000bfffe000, 0x1000c0000000)"));
   EXPECT_EQ(map.stats(), before);

@@ -14,7 +14,8 @@ namespace vfe::test {
 /// A test fixture owning a scratch sysfs tree in /tmp, pointed to by VFE_SYSFS_ROOT from SetUp to
 /// TearDown (so tests using it must not run in parallel threads of one process). Devices are
 /// added with the links the kernel makes: bus/pci/devices/BDF, its driver and iommu_group links,
-/// and the group's devices folder.
+/// and the group's devices folder. A scratch /proc beside it (VFE_PROC_ROOT) starts with no
+/// processes, so no real process on the host shows up as holding a VFIO node.
 class FakeSysfs : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -22,11 +23,14 @@ class FakeSysfs : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
     ::setenv("VFE_SYSFS_ROOT", root_.c_str(), 1);
+    std::filesystem::create_directories(root_ / "proc");
+    ::setenv("VFE_PROC_ROOT", (root_ / "proc").c_str(), 1);
     std::filesystem::create_directories(root_ / "bus/pci/drivers/vfio-pci");
     std::filesystem::create_directories(root_ / "bus/pci/drivers/nvme");
   }
   void TearDown() override {
     ::unsetenv("VFE_SYSFS_ROOT");
+    ::unsetenv("VFE_PROC_ROOT");
     std::filesystem::remove_all(root_);
   }
 
@@ -60,6 +64,14 @@ class FakeSysfs : public ::testing::Test {
   /// Gives `bdf` a VFIO device cdev ("vfio3": /dev/vfio/devices/vfio3).
   void add_cdev(const std::string& bdf, const std::string& name) {
     std::filesystem::create_directories(root_ / "devices/pci0000:00" / bdf / "vfio-dev" / name);
+  }
+
+  /// A process `pid` named `comm` whose descriptor `fd` is open on `target` ("/dev/vfio/7").
+  void add_holder(int pid, const std::string& comm, int fd, const std::string& target) {
+    const std::filesystem::path p = root_ / "proc" / std::to_string(pid);
+    std::filesystem::create_directories(p / "fd");
+    std::ofstream(p / "comm") << comm << "\n";
+    std::filesystem::create_symlink(target, p / "fd" / std::to_string(fd));
   }
 
   std::filesystem::path root_;

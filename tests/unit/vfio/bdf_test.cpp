@@ -41,6 +41,15 @@ TEST_P(BadBdf, IsRejectedWithTheExpectedForm) {
   EXPECT_NE(b.error().detail.find(GetParam()), std::string::npos);
 }
 
+TEST(Bdf, ControlCharactersAreShownEscaped) {
+  const auto b = Bdf::parse("81:00.0\n");
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().detail.rfind("'81:00.0\\n' is not a PCI address (", 0), 0U) << b.error().detail;
+  const auto c = Bdf::parse("81:00.\t\x01\xff");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().detail.rfind("'81:00.\\t\\x01\\xff' is not", 0), 0U) << c.error().detail;
+}
+
 INSTANTIATE_TEST_SUITE_P(Malformed, BadBdf,
                          ::testing::Values("", "81:00", "8100.0", "81:00.8", "81:20.0", "1:00.0",
                                            "081:00.0", "81:0.0", "81:00.00", "000:81:00.0",

@@ -109,6 +109,30 @@ TEST_F(IommufdTest, BusyCdevSaysAnotherProcessHasIt) {
   EXPECT_EQ(r.error().detail, "/dev/vfio/devices/vfio3 is already open in another process");
 }
 
+TEST_F(IommufdTest, BusyCdevNamesTheProcessHoldingIt) {
+  add_holder(4321, "vfe_vm_tests", 5, kCdev);
+  sys_.fail_open(kCdev, EBUSY);
+  const auto r = backend()->open_device(kDevice);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail, "/dev/vfio/devices/vfio3 is held by process 4321 (vfe_vm_tests)");
+}
+
+// The kernel refuses a second bind of a device with EINVAL; when another process holds the
+// cdev, that is the reason, and the error says EBUSY and who.
+TEST_F(IommufdTest, BindRefusedWhileAnotherProcessHoldsTheCdevNamesIt) {
+  add_holder(4321, "vfe_vm_tests", 5, kCdev);
+  sys_.on_ptr(VFIO_DEVICE_BIND_IOMMUFD, [](int, void*) { return fail(EINVAL); });
+  const auto r = backend()->open_device(kDevice);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EBUSY));
+  EXPECT_EQ(r.error().message(),
+            "VFIO_DEVICE_BIND_IOMMUFD: 0000:00:04.0 is in use: /dev/vfio/devices/vfio3 is held "
+            "by process 4321 (vfe_vm_tests); a device is bound to one iommufd at a time, so "
+            "close it there (in this process: open the device through the backend that has it) "
+            "(Device or resource busy)");
+  EXPECT_EQ(sys_.count(VFIO_DEVICE_ATTACH_IOMMUFD_PT), 0U);
+}
+
 TEST_F(IommufdTest, BindFailureStopsBeforeAttach) {
   sys_.on_ptr(VFIO_DEVICE_BIND_IOMMUFD, [](int, void*) { return fail(EBUSY); });
   const auto r = backend()->open_device(kDevice);

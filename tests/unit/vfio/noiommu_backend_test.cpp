@@ -149,6 +149,22 @@ TEST_F(NoIommuTest, UnmapOfAnotherSizeChangesNothing) {
   EXPECT_TRUE(b->unmap(0x1234000, 4096));
 }
 
+// mlock does not nest: a mapping that overlaps a live one (here its second half and one page
+// more) is refused before anything is locked, so unmapping either later can't unpin the other.
+TEST_F(NoIommuTest, OverlappingMappingIsRefusedBeforePinning) {
+  script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
+  auto b = backend();
+  ASSERT_TRUE(b->map(kBuf, 8192, 0));
+  const auto r = b->map(reinterpret_cast<const void*>(kVa + 4096), 8192, 0);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EEXIST));
+  EXPECT_EQ(r.error().detail,
+            "8192 bytes at 0x7f1234401000 overlap the mapping of 8192 bytes at 0x7f1234400000 "
+            "(physical 0x1234000); unmap that one first");
+  EXPECT_EQ(sys_.mlocks().size(), 1U);
+  EXPECT_THAT(sys_.munlocks(), IsEmpty());
+}
+
 TEST_F(NoIommuTest, HiddenFrameNumbersNeedCapSysAdmin) {
   for (const std::uint64_t entry : {kPresent, std::uint64_t{0x1234}}) {  // PFN 0, or not present
     script_pagemap({entry});

@@ -134,6 +134,47 @@ TEST_F(Type1Test, BusyGroupSaysAnotherProcessHasIt) {
             "shows which)");
 }
 
+TEST_F(Type1Test, BusyGroupNamesTheProcessHoldingIt) {
+  add_holder(1234, "qemu-system-x86", 21, "/dev/vfio/7");
+  add_holder(1300, "bash", 0, "/dev/pts/0");
+  sys_.fail_open("/dev/vfio/7", EBUSY);
+  const auto r = backend()->open_device(kDevice);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EBUSY));
+  EXPECT_EQ(r.error().detail,
+            "/dev/vfio/7 is held by process 1234 (qemu-system-x86): a VFIO group is open in one "
+            "place at a time; close it there (in this process: open the device through the "
+            "backend that has it)");
+}
+
+TEST_F(Type1Test, DeviceFdBusyNamesTheHolderOfItsCdev) {
+  add_cdev(test::kDeviceName, "vfio3");
+  add_holder(77, "spdk_tgt", 9, "/dev/vfio/devices/vfio3");
+  sys_.on_ptr(VFIO_GROUP_GET_DEVICE_FD, [](int, void*) { return fail(EBUSY); });
+  const auto r = backend()->open_device(kDevice);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail,
+            "0000:00:04.0 is already open: /dev/vfio/devices/vfio3 is held by process 77 "
+            "(spdk_tgt)");
+}
+
+TEST_F(Type1Test, MapOutsideTheIovaRangesListsThem) {
+  script_info(qemu_caps().bytes(kInfoSize));
+  sys_.on_ptr(VFIO_IOMMU_MAP_DMA, [](int, void*) { return fail(EINVAL); });
+  auto b = backend();
+  const auto* page = reinterpret_cast<const void*>(0x7f0000000000);
+  auto r = b->map(page, 8192, 0xfedff000);  // runs into the MSI window
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EINVAL));
+  EXPECT_EQ(r.error().detail,
+            "8192 bytes at IOVA 0xfedff000: it is outside the IOVA ranges the IOMMU allows "
+            "([0x0, 0xfedfffff], [0xfef00000, 0x7fffffffff]); map inside them, e.g. through a "
+            "DmaSpace, which chooses the IOVA");
+  r = b->map(page, 4096, 0x1000);  // inside: EINVAL for some other reason, nothing claimed
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail, "4096 bytes at IOVA 0x1000");
+}
+
 TEST_F(Type1Test, NoIommuGroupIsRefusedWithTheUnsafeExplanation) {
   set_group_name("7", "vfio-noiommu");
   const auto r = backend()->open_device(kDevice);
