@@ -42,7 +42,11 @@ Error bind_error(int err, const Bdf& bdf, const std::string& path, Fd& device) {
     }
   }
   if (held.empty()) {
-    return Error::from_errno(err, "VFIO_DEVICE_BIND_IOMMUFD", path);
+    // Another user's /proc is not readable without privilege, so the holder may be unknown.
+    return Error::from_errno(err, "VFIO_DEVICE_BIND_IOMMUFD",
+                             err == EINVAL ? path + ": the device may be bound to an iommufd elsewhere already "
+                                                    "(`fuser " + path + "` shows who holds it)"
+                                           : path);
   }
   return Error::from_errno(EBUSY, "VFIO_DEVICE_BIND_IOMMUFD",
                            fmt::format("{} is in use: {}; a device is bound to one iommufd at a "

@@ -13,18 +13,24 @@
 namespace vfe::vfio {
 namespace {
 
-// Why a group node did not open; for EBUSY, who holds it.
-Error group_open_error(int err, const std::string& path) {
+// Why a group node did not open; for EBUSY, who holds it: the group node, or (Linux 6.6+, where
+// a device open through its cdev makes its group busy) the device's cdev.
+Error group_open_error(int err, const std::string& path, const Bdf& bdf) {
   if (err != EBUSY) {
     return Error::from_errno(err, "open", path + ": run as root or as the owner of the node");
   }
-  const std::string held = held_by(path);
-  return Error::from_errno(
-      err, "open",
-      held.empty() ? path + ": the group is already open in another process (`fuser " + path +
-                         "` shows which)"
-                   : held + ": a VFIO group is open in one place at a time; close it there (in "
-                            "this process: open the device through the backend that has it)");
+  if (const std::string held = held_by(path); !held.empty()) {
+    return Error::from_errno(err, "open",
+                             held + ": a VFIO group is open in one place at a time; close it there (in "
+                                    "this process: open the device through the backend that has it)");
+  }
+  const auto cdev = vfio_cdev(bdf);
+  if (const std::string held = cdev ? held_by("/dev/vfio/devices/" + *cdev) : ""; !held.empty()) {
+    return Error::from_errno(err, "open", path + ": " + bdf.to_string() + " is open through its cdev: " + held);
+  }
+  return Error::from_errno(err, "open",
+                           path + ": the group is already open in another process (`fuser " + path +
+                               "` shows which)");
 }
 
 }  // namespace
@@ -88,7 +94,7 @@ Result<int> LegacyContainer::attach_group(const Bdf& bdf) {
   const std::string path = fmt::format("/dev/vfio/{}{}", noiommu ? "noiommu-" : "", *group);
   Fd fd(sys_->open(path.c_str(), O_RDWR));
   if (!fd) {
-    return group_open_error(errno, path);
+    return group_open_error(errno, path, bdf);
   }
   vfio_group_status status{.argsz = sizeof(vfio_group_status), .flags = 0};
   if (sys_->ioctl_ptr(fd.get(), VFIO_GROUP_GET_STATUS, &status) != 0) {
@@ -139,13 +145,8 @@ Result<Fd> LegacyContainer::open_device(const Bdf& bdf) {
   Fd device(sys_->ioctl_ptr(group_fd, VFIO_GROUP_GET_DEVICE_FD, const_cast<char*>(name.c_str())));
   if (!device) {
     const int err = errno;
-    // Linux 6.6+: the device may be open through its cdev, whose holder can be named.
-    const auto cdev = err == EBUSY ? vfio_cdev(bdf) : std::nullopt;
-    const std::string held = cdev ? held_by("/dev/vfio/devices/" + *cdev) : "";
     return Error::from_errno(err, "VFIO_GROUP_GET_DEVICE_FD",
-                             err != EBUSY    ? name
-                             : held.empty() ? name + " is already open (in this process or another)"
-                                            : name + " is already open: " + held);
+                             err == EBUSY ? name + " is already open (in this process or another)" : name);
   }
   return device;
 }

@@ -100,8 +100,10 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
     return phys;
   }
   // The same pages at another virtual address (memory mapped twice): as above, but found only
-  // now. (The pages were locked already, so leaving them locked is right.)
+  // now. mlock counts per virtual range, so this range is unlocked again; the pages stay locked
+  // through the mapping that has them.
   if (!pinned_.emplace(*phys, Pinned{vaddr, size}).second) {
+    sys().munlock(vaddr, size);
     return Error::from_errno(EEXIST, "map DMA (no-IOMMU)",
                              fmt::format("the memory at physical {:#x} is already mapped", *phys));
   }

@@ -66,12 +66,12 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$work/$t" "${regressions[@]}" \
     >"$log" 2>&1 || result=FAILED
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-  [[ -n $execs ]] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -n1 | tr -d '#')
+  [[ -n $execs ]] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -n1 | tr -d '#' || true)
   printf '%-14s %10s execs  %s\n' "$t" "${execs:-?}" "$result"
   if [[ $result != ok ]]; then
     status=1
     cp "$log" "$artifacts/log"
-    grep -E 'ERROR|SUMMARY|fuzz property violated|runtime error' "$log" | head -n5 | sed 's/^/    /'
+    grep -E 'ERROR|SUMMARY|fuzz property violated|runtime error' "$log" | head -n5 | sed 's/^/    /' || true
     for f in "$artifacts"/*; do
       [[ $f == */log ]] || echo "    input: $f (save it in tests/fuzz/regressions/$t)"
     done

@@ -5,6 +5,7 @@
 // bad_input_driver_test.cpp.
 #include <gtest/gtest.h>
 #include <linux/vfio.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "base/scope_guard.hpp"
 #include "mmio/region.hpp"
 #include "tests/vm/bad_input_support.hpp"
 #include "tests/vm/vm_env.hpp"
@@ -167,6 +169,18 @@ TEST(BadInput, SecondProcessOpensTheSameDevice) {
   }
   ::close(ready[1]);
   ::close(go[0]);
+  // Whatever fails below, the child lets go of the device before the next test runs.
+  bool reaped = false;
+  auto reap = ScopeGuard([&]() noexcept {
+    if (go[1] >= 0) {
+      ::close(go[1]);
+    }
+    if (!reaped) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+    }
+    ::close(ready[0]);
+  });
   char c = 0;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
   ASSERT_EQ(c, 'R') << "the child could not open " << nvme0().to_string();
@@ -179,10 +193,11 @@ TEST(BadInput, SecondProcessOpensTheSameDevice) {
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
   EXPECT_EQ(c, 'V') << "the holder's device stopped answering";
   ::close(go[1]);
+  go[1] = -1;
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
+  reaped = true;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  ::close(ready[0]);
   auto dev = Device::open(nvme0().to_string(), options());
   ASSERT_TRUE(dev) << dev.error().message();
   expect_nvme_answers(*dev);

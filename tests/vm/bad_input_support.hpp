@@ -78,19 +78,28 @@ class NoLeaks {
 class LowMemlock {
  public:
   explicit LowMemlock(rlim_t bytes) {
-    ok_ = ::getrlimit(RLIMIT_MEMLOCK, &saved_limit_) == 0 && capget(saved_caps_);
+    // Only what was saved is changed, and only what was changed is restored.
+    if (::getrlimit(RLIMIT_MEMLOCK, &saved_limit_) != 0 || !capget(saved_caps_)) {
+      return;
+    }
     rlimit low = saved_limit_;
     low.rlim_cur = bytes;
+    limit_changed_ = ::setrlimit(RLIMIT_MEMLOCK, &low) == 0;
     __user_cap_data_struct caps[2];
     std::memcpy(caps, saved_caps_, sizeof(caps));
     caps[CAP_IPC_LOCK / 32].effective &= ~(1U << (CAP_IPC_LOCK % 32));
-    ok_ = ok_ && ::setrlimit(RLIMIT_MEMLOCK, &low) == 0 && capset(caps);
+    caps_changed_ = limit_changed_ && capset(caps);
+    ok_ = caps_changed_;
   }
   LowMemlock(const LowMemlock&) = delete;
   LowMemlock& operator=(const LowMemlock&) = delete;
   ~LowMemlock() {
-    EXPECT_TRUE(capset(saved_caps_)) << std::strerror(errno);
-    EXPECT_EQ(::setrlimit(RLIMIT_MEMLOCK, &saved_limit_), 0) << std::strerror(errno);
+    if (caps_changed_) {
+      EXPECT_TRUE(capset(saved_caps_)) << std::strerror(errno);
+    }
+    if (limit_changed_) {
+      EXPECT_EQ(::setrlimit(RLIMIT_MEMLOCK, &saved_limit_), 0) << std::strerror(errno);
+    }
   }
   /// False when the limit or the capability could not be changed.
   [[nodiscard]] bool ok() const noexcept { return ok_; }
@@ -108,6 +117,8 @@ class LowMemlock {
   rlimit saved_limit_{};
   __user_cap_data_struct saved_caps_[2]{};
   bool ok_ = false;
+  bool limit_changed_ = false;
+  bool caps_changed_ = false;
 };
 
 }  // namespace vfe::vmtest
