@@ -29,9 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 Result<vfio::Device> open_device(const std::string& bdf, const CommonOptions& common) {
   vfio::DeviceOptions opts;
-  if (!common.mode.empty() && common.mode != "auto") {
-    VFE_TRY_ASSIGN(opts.mode, vfio::parse_iommu_mode(common.mode));
-  }
+  VFE_TRY_ASSIGN(opts.mode, iommu_mode_of(common));
   return vfio::Device::open(bdf, opts);
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "bench/vfio_bench/report.hpp"
 #include "engine/queue_pair.hpp"
 #include "engine/worker.hpp"
+#include "vfio/iommu_mode.hpp"
 
 namespace vfe::bench {
 
@@ -77,6 +79,9 @@ struct NicOptions {
 };
 [[nodiscard]] Result<Report> run_nic(const CommonOptions& common, const NicOptions& options);
 
+/// The IOMMU mode `--iommu-mode` asks for: empty for "" or "auto" (the library chooses), an
+/// error for a word that is not a mode.
+[[nodiscard]] Result<std::optional<vfio::IommuMode>> iommu_mode_of(const CommonOptions& common);
 /// Parses "4k", "2M", "1g", "512" (binary units) into bytes.
 [[nodiscard]] Result<std::uint64_t> parse_size(const std::string& text);
 /// User plus system CPU time of the process so far.

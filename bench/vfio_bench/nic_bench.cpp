@@ -62,9 +62,7 @@ void fill_job(Job& job, const e1000e::LoopbackReport& r) {
 Result<Report> run_nic(const CommonOptions& common, const NicOptions& o) {
   VFE_TRY_ASSIGN(const auto lengths, e1000e::parse_frame_lengths(o.size));
   e1000e::NicOptions nopt;
-  if (!common.mode.empty() && common.mode != "auto") {
-    VFE_TRY_ASSIGN(nopt.mode, vfio::parse_iommu_mode(common.mode));
-  }
+  VFE_TRY_ASSIGN(nopt.mode, iommu_mode_of(common));
   VFE_TRY_ASSIGN(auto tx, e1000e::Nic::create(o.tx_bdf, nopt));
   VFE_TRY_ASSIGN(auto rx, e1000e::Nic::create(o.rx_bdf, nopt));
   VFE_TRY_ASSIGN(auto worker, nic_worker(*tx, o.completion));

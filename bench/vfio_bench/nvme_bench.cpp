@@ -42,7 +42,6 @@ struct Lane {
   std::uint64_t limit = ~0ULL, issued = 0;  // I/Os to start in all (with --ios)
   std::uint64_t rng = 0x9e3779b97f4a7c15ULL;
   std::atomic<bool>* stop = nullptr;
-  nvme::IoQueue* queue = nullptr;
   Histogram latency;
   std::atomic<std::uint64_t> done{0}, bytes{0}, errors{0};
   std::atomic<unsigned> parked{0};
@@ -50,7 +49,7 @@ struct Lane {
   std::unique_ptr<engine::Worker> worker;  // declared before the queue and buffers: goes last
   std::optional<dma::DmaBuffer> buffer;
   std::vector<std::unique_ptr<BenchIo>> ios;
-  std::unique_ptr<nvme::IoQueue> owned_queue;
+  std::unique_ptr<nvme::IoQueue> queue;
 
   std::uint64_t next_random() noexcept {  // xorshift64
     rng ^= rng << 13;
@@ -137,9 +136,7 @@ Result<void> check_options(const NvmeOptions& o) {
 Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions& common, const NvmeOptions& o,
                          const engine::Topology& topo, std::atomic<bool>& stop, std::map<int, unsigned>& next_cpu) {
   nvme::ControllerOptions copt;
-  if (!common.mode.empty() && common.mode != "auto") {
-    VFE_TRY_ASSIGN(copt.mode, vfio::parse_iommu_mode(common.mode));
-  }
+  VFE_TRY_ASSIGN(copt.mode, iommu_mode_of(common));
   copt.io_queues = o.workers;
   VFE_TRY_ASSIGN(t.ctrl, nvme::Controller::create(bdf, copt));
   const nvme::NamespaceInfo* ns = t.ctrl->find_namespace(o.nsid);
@@ -196,12 +193,11 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
       io->segment = {lane->buffer->iova_at(std::uint64_t{k} * o.bs), o.bs};
       lane->ios.push_back(std::move(io));
     }
-    VFE_TRY_ASSIGN(lane->owned_queue,
+    VFE_TRY_ASSIGN(lane->queue,
                    t.ctrl->create_io_queue(*lane->worker, {.entries = o.qd + 1,
                                                            .completion = completion_of(o.completion),
                                                            .numa_node = t.node,
                                                            .submission_capacity = std::max<std::size_t>(1024, 2 * o.qd)}));
-    lane->queue = lane->owned_queue.get();
     t.lanes.push_back(std::move(lane));
   }
   return ok();

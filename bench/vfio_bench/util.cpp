@@ -32,6 +32,14 @@ Result<std::uint64_t> parse_size(const std::string& text) {
   return static_cast<std::uint64_t>(n) << shift;
 }
 
+Result<std::optional<vfio::IommuMode>> iommu_mode_of(const CommonOptions& common) {
+  if (common.mode.empty() || common.mode == "auto") {
+    return std::optional<vfio::IommuMode>{};
+  }
+  VFE_TRY_ASSIGN(const vfio::IommuMode m, vfio::parse_iommu_mode(common.mode));
+  return std::optional<vfio::IommuMode>{m};
+}
+
 engine::CompletionMode completion_of(const std::string& name) {
   return engine::parse_completion_mode(name).value_or(engine::CompletionMode::polling);
 }

@@ -227,9 +227,7 @@ class NvmeQueueDepth : public ::testing::TestWithParam<engine::CompletionMode> {
 TEST_P(NvmeQueueDepth, BothControllersAtDepth128OnTheirNodesWorkers) {
   const engine::CompletionMode completion = GetParam();
   engine::EngineOptions eo;
-  eo.mode = completion == engine::CompletionMode::polling     ? engine::WorkerMode::polling
-            : completion == engine::CompletionMode::interrupt ? engine::WorkerMode::interrupt
-                                                              : engine::WorkerMode::adaptive;
+  eo.mode = engine::worker_mode_for(completion);
   auto eng = engine::Engine::create(eo);
   ASSERT_TRUE(eng) << eng.error().message();
   std::vector<Lane> lanes(2);
