@@ -86,7 +86,7 @@ IrqSet::IrqSet(IrqSet&& other) noexcept
       enabled_(std::exchange(other.enabled_, false)) {}
 
 IrqSet::~IrqSet() {
-  if (enabled_) {
+  if (enabled_ && !device_->released()) {  // a released device has dropped its vectors itself
     // Disable first (count 0 with DATA_NONE tears the index down), then the fds close.
     auto r = set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0, {}, "disable");
     if (!r) {

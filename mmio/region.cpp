@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "base/log.hpp"
 
@@ -63,6 +64,18 @@ Result<Region> Region::open(const vfio::Device& device, std::uint32_t index) {
     region.areas_.push_back({a.offset, a.size, base});  // unmapped by ~Region on failure
   }
   return region;
+}
+
+Result<void> Region::detach() noexcept {
+  for (const Area& a : areas_) {
+    void* p = sys_->mmap(a.base, a.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) {
+      return Error::from_errno(errno, "detach region", fmt::format("region {} area at {:#x}+{:#x}", index_,
+                                                                   a.offset, a.size));
+    }
+    std::memset(p, 0xff, a.size);
+  }
+  return ok();
 }
 
 bool Region::is_mapped(std::uint64_t offset, std::uint64_t len) const noexcept {

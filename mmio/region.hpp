@@ -41,6 +41,14 @@ class Region {
   /// The mapped address of `offset`, or nullptr where the region is not mapped.
   [[nodiscard]] volatile void* address(std::uint64_t offset, std::uint64_t len) const noexcept;
 
+  /// Lets go of the device memory without moving a register's address: each mmap'd area is
+  /// replaced in place (MAP_FIXED) by private anonymous memory filled with ones, so a racing
+  /// access lands there instead of faulting, reads return all ones (what a vanished device
+  /// returns) and writes stay in that memory. Done when the device must be given back to the kernel
+  /// (`vfio::Device::release`); accesses to parts that were not mapped keep going to the device
+  /// fd. On failure the areas replaced so far stay replaced.
+  [[nodiscard]] Result<void> detach() noexcept;
+
   /// Out-of-range or failed accesses read as all ones (what a vanished PCI device returns) and
   /// log once; writes there are dropped and logged. Offsets must be naturally aligned.
   [[nodiscard]] std::uint8_t read8(std::uint64_t offset) const noexcept { return read<std::uint8_t>(offset); }

@@ -90,6 +90,18 @@ class Device {
   /// backend). A function with no resettable bus (a root-complex endpoint) gets ENOTSUP.
   [[nodiscard]] Result<void> hot_reset();
 
+  /// Gives the function back to the kernel while this object lives on: the device fd now refers
+  /// to /dev/null (dup3 over it, so the descriptor number stays valid and is never reused for
+  /// another file), which drops this process's open of the device once nothing else references
+  /// the old file (Regions must `detach` their mmaps first). The kernel can then finish a removal
+  /// it asked for with the device request interrupt (hot-unplug, unbind). Later ioctls and
+  /// config-space accesses fail; objects made from the device are destroyed as usual.
+  /// Idempotent. Must not race with another thread's use of the device fd for anything but
+  /// data-path MMIO (which Region::detach has already redirected).
+  [[nodiscard]] Result<void> release();
+  /// True once `release` succeeded.
+  [[nodiscard]] bool released() const noexcept { return released_; }
+
  private:
   // Releases the backend's claim on the function when the Device goes.
   class Claim {
@@ -121,6 +133,7 @@ class Device {
   std::uint32_t num_regions_ = 0;
   std::uint32_t num_irqs_ = 0;
   bool reset_supported_ = false;
+  bool released_ = false;
 };
 
 }  // namespace vfe::vfio

@@ -56,8 +56,17 @@ Result<void> Type1Backend::unmap(std::uint64_t iova, std::uint64_t size) {
   req.iova = iova;
   req.size = size;
   if (sys().ioctl_ptr(container_.fd(), VFIO_IOMMU_UNMAP_DMA, &req) != 0) {
-    return Error::from_errno(errno, "VFIO_IOMMU_UNMAP_DMA",
-                             fmt::format("{} bytes at IOVA {:#x}", size, iova));
+    const int err = errno;
+    // When the last device of the container's last group goes (a hot-unplug the driver gave the
+    // device back for), the kernel detaches the group itself, and the container's IOMMU with it:
+    // every mapping is gone and unpinned, and any IOMMU ioctl fails with EINVAL. Then nothing
+    // can reach the memory any more, and the unmap is done.
+    if (err == EINVAL) {
+      if (const auto info = get_info(); !info && info.error().is(EINVAL)) {
+        return ok();
+      }
+    }
+    return Error::from_errno(err, "VFIO_IOMMU_UNMAP_DMA", fmt::format("{} bytes at IOVA {:#x}", size, iova));
   }
   // The kernel reports how much it unmapped; nothing means nothing was mapped there.
   if (req.size != size) {

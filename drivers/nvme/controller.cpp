@@ -63,6 +63,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   page_shift_ = kPageShift;
   VFE_TRY_ASSIGN(space_, dma::DmaSpace::create(device_->shared_backend()));
   VFE_TRY(enable_vectors(options.io_queues));
+  watch_device_requests();
   VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, 3 * 4096));
   admin_mem_.emplace(std::move(mem));
   admin_.emplace(*bar_, cap_.doorbell_stride(), admin_mem_->as<Sqe>(),
@@ -87,6 +88,26 @@ Result<void> Controller::enable_vectors(std::uint32_t wanted_queues) {
   VFE_TRY_ASSIGN(auto irqs, irq::IrqSet::enable(*device_, irq::IrqIndex::msix, vectors));
   irqs_.emplace(std::move(irqs));
   return ok();
+}
+
+// The kernel signals the request interrupt when it wants the device back (vfio-pci's request
+// callback, from a hot-unplug or an unbind). Without it the removal waits for this process to
+// close the device on its own; the watchdog's all-ones check still fails the controller then.
+void Controller::watch_device_requests() noexcept {
+  const auto info = device_->irq_info(VFIO_PCI_REQ_IRQ_INDEX);
+  if (!info || info->count == 0) {
+    log_warn("nvme {}: the kernel offers no device request interrupt; a hot-unplug waits until the "
+             "controller is destroyed",
+             device_->bdf().to_string());
+    return;
+  }
+  auto req = irq::IrqSet::enable(*device_, irq::IrqIndex::req, 1);
+  if (!req) {
+    log_warn("nvme {}: {}; a hot-unplug waits until the controller is destroyed", device_->bdf().to_string(),
+             req.error().message());
+    return;
+  }
+  req_irq_.emplace(std::move(*req));
 }
 
 // NVMe 1.4 §7.6.1 controller initialisation: reset, admin queue, enable.
@@ -251,9 +272,36 @@ void Controller::watchdog() noexcept {
     }
     lock.unlock();
     epoch_.fetch_add(1, std::memory_order_relaxed);
+    if (req_irq_ && !released() && req_irq_->wait(0, milliseconds(0))) {
+      fail(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or an unbind)");
+      release_device();
+    }
     check_health();
     lock.lock();
   }
+}
+
+// After fail(): the controller has stopped DMA (or is gone) and every queue's requests have
+// completed. What remains is this process's hold on the device: the BAR0 mapping and the fd.
+void Controller::release_device() noexcept {
+  std::lock_guard failing(fail_mu_);  // no register sequence of fail() or shutdown() is under way
+  if (released()) {
+    return;
+  }
+  const std::string bdf = device_->bdf().to_string();
+  if (auto r = bar_->detach(); !r) {
+    log_error("nvme {}: cannot let go of BAR0 ({}); the kernel's removal waits until the controller is "
+              "destroyed",
+              bdf, r.error().message());
+    return;
+  }
+  if (auto r = device_->release(); !r) {
+    log_error("nvme {}: {}; the kernel's removal waits until the controller is destroyed", bdf,
+              r.error().message());
+    return;
+  }
+  released_.store(true, std::memory_order_release);
+  log_warn("nvme {}: device given back to the kernel; destroy the controller's queues and the controller", bdf);
 }
 
 void Controller::check_health() noexcept {

@@ -53,6 +53,13 @@ enum class ControllerState { running, failed, shut_down };
 /// flight; a fatal status (CFS), a reset it did not ask for (RDY dropped, e.g. an FLR), a
 /// surprise removal (all-ones reads) or a command older than `io_timeout` fails the controller:
 /// it is disabled so it stops DMA, and every outstanding request completes with an error.
+///
+/// The watchdog also watches the device request interrupt (VFIO_PCI_REQ_IRQ_INDEX), by which
+/// the kernel asks for the device back before a hot-unplug or an unbind can finish. Then the
+/// controller fails (ENODEV, every outstanding request completes with it) and releases the
+/// device: BAR0 is detached (registers read all ones, doorbells go nowhere) and the device fd is
+/// let go, so the kernel's removal completes while the Controller, its queues and its DMA
+/// memory live on until their owners destroy them as usual.
 /// Setup calls are thread-safe with each other; the data path is the `IoQueue`'s.
 class Controller {
  public:
@@ -110,6 +117,10 @@ class Controller {
   [[nodiscard]] std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_relaxed); }
   /// The errno outstanding requests get once the controller failed (0 while it runs).
   [[nodiscard]] int failure_errno() const noexcept { return fail_errno_.load(std::memory_order_acquire); }
+  /// True when the device offers the request interrupt and the watchdog watches it.
+  [[nodiscard]] bool watches_device_requests() const noexcept { return req_irq_.has_value(); }
+  /// True once the device was given back to the kernel after it asked for it (see above).
+  [[nodiscard]] bool released() const noexcept { return released_.load(std::memory_order_acquire); }
 
  private:
   friend class IoQueue;
@@ -124,6 +135,8 @@ class Controller {
   [[nodiscard]] Result<void> identify_page(std::uint32_t cns, std::uint32_t nsid, const char* what);
   void watchdog() noexcept;
   void check_health() noexcept;
+  void watch_device_requests() noexcept;
+  void release_device() noexcept;
   [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
   [[nodiscard]] Result<void> create_device_queues(const IoQueue& q, bool interrupts);
   void stop_dma() noexcept;
@@ -141,6 +154,7 @@ class Controller {
   std::optional<mmio::Bar> bar_;
   std::unique_ptr<dma::DmaSpace> space_;
   std::optional<irq::IrqSet> irqs_;
+  std::optional<irq::IrqSet> req_irq_;  // the device request interrupt, when offered
   std::optional<dma::DmaBuffer> admin_mem_;  // ASQ page, ACQ page, identify data page
   std::optional<AdminQueue> admin_;
 
@@ -156,6 +170,7 @@ class Controller {
   std::atomic<ControllerState> state_{ControllerState::running};
   std::atomic<int> fail_errno_{0};
   std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<bool> released_{false};
   // Held by fail() and shutdown() from their decision to the end of their register sequence, so
   // whoever must know the controller has stopped DMA (a queue being retired) waits on it.
   std::mutex fail_mu_;

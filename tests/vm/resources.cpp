@@ -66,6 +66,25 @@ void list_difference(const std::vector<std::string>& a, const std::vector<std::s
 
 }  // namespace
 
+Resources Resources::without_private_anonymous() const {
+  Resources r = *this;
+  r.maps.clear();
+  r.mapped_bytes = 0;
+  for (const std::string& line : maps) {
+    char perms[8] = {};
+    char path[2] = {};
+    // "start-end perms offset dev inode [path]": private (p) with no path is anonymous memory.
+    const int n = std::sscanf(line.c_str(), "%*x-%*x %7s %*s %*s %*s %1s", perms, path);
+    if (n >= 1 && perms[3] == 'p' && n < 2) {
+      continue;
+    }
+    bool grows_alone = false;
+    r.mapped_bytes += span_of(line, grows_alone);
+    r.maps.push_back(line);
+  }
+  return r;
+}
+
 Resources Resources::snapshot() {
   Resources r;
   r.fds = open_fds();

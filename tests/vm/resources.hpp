@@ -28,6 +28,10 @@ struct Resources {
 
   /// The process now.
   [[nodiscard]] static Resources snapshot();
+  /// The same without private anonymous mappings: for a test whose threads make the C library
+  /// keep stacks and malloc arenas around for reuse. What a driver could leak (device and DMA
+  /// mappings, which are shared or named, descriptors, locked and pinned pages) stays.
+  [[nodiscard]] Resources without_private_anonymous() const;
 };
 
 /// What changed from `before` to `after`, one line per difference ("fd 7 -> /dev/vfio/7 was

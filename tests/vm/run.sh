@@ -11,6 +11,8 @@
 # prints the serial log and "N passed, N failed". --with stages a program (and its libraries) in the
 # guest's PATH without running it, for a BINARY that is a script calling it. --disk-dir keeps the
 # NVMe images (nvme0.img, nvme1.img) there, for checks on the host after the guest is off.
+# Hot-unplug: a guest line "VFE-HOTUNPLUG <id>" makes the host send "device_del <id>" to QEMU's
+# monitor socket; only the node-1 NVMe (id nvme1, behind a hot-plug capable root port) is allowed.
 # Modes: type1 boots Debian's own kernel; iommufd and noiommu boot the small 6.12 kernel that
 # build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD, the VFIO cdev and no-IOMMU).
 #
@@ -45,12 +47,13 @@ esac
 for b in "${binaries[@]}" "${extras[@]}"; do
   [[ -f $b && -x $b ]] || rig_error "program '$b' does not exist or is not executable"
 done
-for tool in qemu-system-x86_64 busybox cpio gzip gcc; do
+for tool in qemu-system-x86_64 busybox cpio gzip gcc socat; do
   command -v "$tool" >/dev/null || rig_error "$tool is missing; run scripts/setup-deps.sh"
 done
 
 work=$(mktemp -d /tmp/vfe-vm.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+watcher=""
+trap '[[ -z $watcher ]] || kill "$watcher" 2>/dev/null; rm -rf "$work"' EXIT
 stage=$work/initramfs
 
 # --- Kernel --------------------------------------------------------------------------------------
@@ -118,11 +121,12 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw"
   -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
-  -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1
+  -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
   -device edu,bus=pcie.0
   -netdev hubport,hubid=0,id=hp0 -device e1000e,netdev=hp0,bus=pcie.0,mac=52:54:00:12:34:01
   -netdev hubport,hubid=0,id=hp1 -device e1000e,netdev=hp1,bus=pcie.0,mac=52:54:00:12:34:02
-  -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+  -device isa-debug-exit,iobase=0xf4,iosize=0x04
+  -monitor "unix:$work/monitor.sock,server=on,wait=off")
 if [[ $mode == noiommu ]]; then
   append+=" vfio.enable_unsafe_noiommu_mode=1"
 else
@@ -132,6 +136,19 @@ fi
 
 echo "vm: booting $mode guest ($(basename "$kernel"), timeout ${timeout_s}s): ${binaries[*]##*/}"
 log=$work/serial.log
+: >"$log"
+# The guest asks for hot-unplugs on its console; the host answers through the monitor socket.
+(
+  tail -n +1 -F --pid=$$ "$log" 2>/dev/null | grep -a --line-buffered -o 'VFE-HOTUNPLUG [a-z0-9]*' |
+    while read -r _ id; do
+      case $id in
+        nvme1) echo "vm: host: device_del $id" >&2
+               echo "device_del $id" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ;;
+        *) echo "vm: host: refusing to unplug '$id' (only nvme1 may be unplugged)" >&2 ;;
+      esac
+    done
+) &
+watcher=$!
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -append "$append" \
   </dev/null 2>"$work/qemu.err" | tee "$log"

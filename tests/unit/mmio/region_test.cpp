@@ -226,6 +226,31 @@ TEST_F(RegionTest, DestructionUnmapsEachAreaOnceEvenAfterAMove) {
   EXPECT_EQ(sys_.munmaps().size(), 2U);
 }
 
+TEST_F(RegionTest, DetachKeepsTheAddressesButLetsGoOfTheDeviceMemory) {
+  add_region(kBar, kRwMmap, kBarSize, kBarOffset, sparse({0, 0x1000}, {0x3000, 0x1000}));
+  {
+    auto r = open_bar();
+    ASSERT_TRUE(r);
+    r->write32(0x10, 0x12345678);
+    volatile void* const before = r->address(0x3010, 4);
+    ASSERT_TRUE(r->detach());
+    EXPECT_EQ(r->address(0x3010, 4), before) << "a racing access must still find memory there";
+    ASSERT_EQ(sys_.mappings().size(), 2U);
+    for (const auto& m : sys_.mappings()) {
+      EXPECT_EQ(m.fd, -1) << "no mapping refers to the device fd any more";
+    }
+    EXPECT_EQ(r->read32(0x10), 0xffffffffU) << "reads look like a vanished device";
+    EXPECT_EQ(r->read64(0x3008), ~0ULL);
+    r->write32_db(0x3008, 1);  // no fault: it lands in the replacement memory
+    EXPECT_EQ(r->read32(0x300c), 0xffffffffU);
+    // A part that was never mapped still goes to the device fd.
+    (*bar_)[0x2000] = 0x42;
+    EXPECT_EQ(r->read8(0x2000), 0x42);
+    EXPECT_TRUE(r->detach()) << "again: idempotent";
+  }
+  EXPECT_THAT(sys_.mappings(), IsEmpty()) << "the replacement memory is unmapped with the region";
+}
+
 TEST_F(RegionTest, AFailedMmapUnmapsTheAreasAlreadyMapped) {
   add_region(kBar, kRwMmap, kBarSize, kBarOffset, sparse({0, 0x1000}, {0x3000, 0x1000}));
   sys_.mmap_errno = ENOMEM;

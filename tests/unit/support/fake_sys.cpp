@@ -105,15 +105,18 @@ ssize_t FakeSys::pwrite(int fd, const void* buf, std::size_t count, off_t offset
   return static_cast<ssize_t>(count);
 }
 
-void* FakeSys::mmap(void* /*addr*/, std::size_t length, int prot, int /*flags*/, int fd,
-                    off_t offset) noexcept {
+void* FakeSys::mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) noexcept {
   if (mmap_errno != 0 && mmaps_made_ >= mmap_ok) {
     errno = mmap_errno;
     return MAP_FAILED;
   }
-  void* p = ::mmap(nullptr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const bool fixed = (flags & MAP_FIXED) != 0;
+  void* p = ::mmap(fixed ? addr : nullptr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | (flags & MAP_FIXED), -1, 0);
   if (p != MAP_FAILED) {
     ++mmaps_made_;
+    if (fixed) {  // replaces what was mapped there, as the kernel does
+      std::erase_if(mappings_, [&](const Mapping& m) { return m.addr == addr && m.length == length; });
+    }
     mappings_.push_back({p, length, prot, fd, offset});
   }
   return p;

@@ -1,9 +1,11 @@
 #include "vfio/device.hpp"
 
 #include <gmock/gmock.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -74,6 +76,19 @@ TEST_F(DeviceTest, OpenReadsTheDeviceInfo) {
   EXPECT_EQ(dev->num_irqs(), 5U);
   EXPECT_TRUE(dev->reset_supported());
   EXPECT_EQ(&dev->sys(), &sys_);
+}
+
+TEST_F(DeviceTest, ReleaseLeavesTheDescriptorNumberPointingAtDevNull) {
+  auto dev = Device::open(kDeviceName, {IommuMode::type1, &sys_});
+  ASSERT_TRUE(dev) << dev.error().message();
+  const int fd = dev->fd();
+  EXPECT_FALSE(dev->released());
+  ASSERT_TRUE(dev->release());
+  EXPECT_TRUE(dev->released());
+  EXPECT_EQ(dev->fd(), fd) << "the number stays valid, so it cannot be reused for another file";
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd)), "/dev/null");
+  EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+  ASSERT_TRUE(dev->release()) << "idempotent";
 }
 
 TEST_F(DeviceTest, ASecondOpenIsBusyAndAReopenAfterCloseWorks) {

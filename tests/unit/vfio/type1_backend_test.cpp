@@ -309,6 +309,19 @@ TEST_F(Type1Test, UnmapOfLessThanAskedIsADoubleUnmap) {
             "VFIO_IOMMU_UNMAP_DMA: 8192 bytes at IOVA 0x2000 (Invalid argument)");
 }
 
+TEST_F(Type1Test, UnmapAfterTheKernelDroppedTheContainersIommuIsDone) {
+  auto b = backend();
+  // What the kernel does once it detached the last group (its last device was removed): the
+  // container has no IOMMU, and every IOMMU ioctl is EINVAL.
+  sys_.on_ptr(VFIO_IOMMU_UNMAP_DMA, [](int, void*) { return fail(EINVAL); });
+  sys_.on_ptr(VFIO_IOMMU_GET_INFO, [](int, void*) { return fail(EINVAL); });
+  EXPECT_TRUE(b->unmap(0x2000, 0x2000));
+  // Any other reason for the info to fail keeps the unmap's error.
+  sys_.on_ptr(VFIO_IOMMU_GET_INFO, [](int, void*) { return fail(EFAULT); });
+  EXPECT_EQ(error_of(b->unmap(0x2000, 0x2000)).message(),
+            "VFIO_IOMMU_UNMAP_DMA: 8192 bytes at IOVA 0x2000 (Invalid argument)");
+}
+
 TEST_F(Type1Test, InfoIsAskedTwiceAndItsCapabilitiesRead) {
   const auto caps = qemu_caps().bytes(kInfoSize);
   script_info(caps);
