@@ -13,8 +13,10 @@
 # NVMe images (nvme0.img, nvme1.img) there, for checks on the host after the guest is off.
 # Hot-unplug: a guest line "VFE-HOTUNPLUG <id>" makes the host send "device_del <id>" to QEMU's
 # monitor socket; only the node-1 NVMe (id nvme1, behind a hot-plug capable root port) is allowed.
-# Modes: type1 boots Debian's own kernel; iommufd and noiommu boot the small 6.12 kernel that
-# build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD, the VFIO cdev and no-IOMMU).
+# Modes: type1 boots Debian's own kernel, with vfio_iommu_type1's dma_entry_limit lowered from
+# 65535 to 64 (so every type1 test shows that mappings are coalesced); iommufd and noiommu boot
+# the small 6.12 kernel that build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD,
+# the VFIO cdev and no-IOMMU).
 #
 # Exit: 0 every test passed, 1 a test failed, 2 the rig failed (bad arguments, no kernel, boot
 # timeout, panic, no verdict).
@@ -99,6 +101,7 @@ cat >"$stage/etc/vm.conf" <<CONF
 VM_MODE=$mode
 VM_DISK_BYTES=$disk_bytes
 VM_MODULE_ARGS="$([[ $mode == noiommu ]] && echo enable_unsafe_noiommu_mode=1)"
+VM_TYPE1_ARGS="dma_entry_limit=64"
 CONF
 (cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
