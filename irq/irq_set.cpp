@@ -97,6 +97,9 @@ IrqSet::~IrqSet() {
 
 Result<void> IrqSet::set_irqs(std::uint32_t flags, std::uint32_t start, std::uint32_t count,
                               std::span<const std::int32_t> fds, const char* what) const {
+  if (device_->released()) {
+    return device_->released_error("VFIO_DEVICE_SET_IRQS");
+  }
   auto buf = build_irq_set(flags, index_, start, count, fds);
   if (device_->sys().ioctl_ptr(device_->fd(), VFIO_DEVICE_SET_IRQS, buf.data()) != 0) {
     return Error::from_errno(errno, "VFIO_DEVICE_SET_IRQS",

@@ -25,6 +25,9 @@ Result<void> ConfigSpace::access(std::uint32_t offset, void* buf, std::uint32_t 
                           fmt::format("{} bytes at {:#x}: outside the {}-byte space or unaligned",
                                       len, offset, size_));
   }
+  if (device_->released()) {
+    return device_->released_error(write ? "write config space" : "read config space");
+  }
   const auto pos = static_cast<off_t>(fd_offset_ + offset);
   const ssize_t n = write ? device_->sys().pwrite(device_->fd(), buf, len, pos)
                           : device_->sys().pread(device_->fd(), buf, len, pos);

@@ -11,7 +11,8 @@
 namespace vfe::mmio {
 
 Region::Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcept
-    : sys_(&device.sys()),
+    : device_(&device),
+      sys_(&device.sys()),
       device_fd_(device.fd()),
       index_(info.index),
       size_(info.size),
@@ -20,7 +21,8 @@ Region::Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcep
       writable_(info.writable()) {}
 
 Region::Region(Region&& other) noexcept
-    : sys_(other.sys_),
+    : device_(other.device_),
+      sys_(other.sys_),
       device_fd_(other.device_fd_),
       index_(other.index_),
       size_(other.size_),
@@ -96,6 +98,10 @@ bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const n
     complain("read of {} bytes at {:#x} outside readable region {}", len, offset, index_);
     return false;
   }
+  if (device_->released()) {
+    complain("read of region {} at {:#x}: the device was given back to the kernel", index_, offset);
+    return false;
+  }
   const ssize_t n = sys_->pread(device_fd_, out, len, static_cast<off_t>(fd_offset_ + offset));
   if (n != static_cast<ssize_t>(len)) {
     complain("pread of region {} at {:#x} failed: errno {}", index_, offset, errno);
@@ -107,6 +113,10 @@ bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const n
 void Region::slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept {
   if (!writable_ || offset > size_ || size_ - offset < len) {
     complain("write of {} bytes at {:#x} outside writable region {}", len, offset, index_);
+    return;
+  }
+  if (device_->released()) {
+    complain("write of region {} at {:#x} dropped: the device was given back to the kernel", index_, offset);
     return;
   }
   const ssize_t n = sys_->pwrite(device_fd_, in, len, static_cast<off_t>(fd_offset_ + offset));

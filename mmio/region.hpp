@@ -103,6 +103,7 @@ class Region {
   }
   void slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept;
 
+  const vfio::Device* device_;
   vfio::Sys* sys_;
   int device_fd_;
   std::uint32_t index_;

@@ -17,7 +17,7 @@ packages=(
   libboost-dev libconcurrentqueue-dev libreaderwriterqueue-dev libatomic-queue-dev
   # the VM rig: QEMU, the guest's userland, Debian's kernel (fetched by apt-get download) and the
   # small 6.12 kernel built from source
-  qemu-system-x86 busybox-static kmod cpio gzip xz-utils libc6-dev util-linux coreutils
+  qemu-system-x86 busybox-static kmod cpio gzip xz-utils libc6-dev util-linux coreutils procps
   linux-source-6.12 bison flex libelf-dev libssl-dev bc
   # the rig's QEMU monitor socket (hot-unplug requests from the guest)
   socat

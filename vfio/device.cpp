@@ -101,6 +101,9 @@ Result<RegionInfo> Device::region_info(std::uint32_t index) const {
                           fmt::format("{} has {} regions, not {}", bdf_.to_string(), num_regions_,
                                       index + 1));
   }
+  if (released()) {
+    return released_error("VFIO_DEVICE_GET_REGION_INFO");
+  }
   const auto set_index = [](void* req, std::uint32_t i) { static_cast<vfio_region_info*>(req)->index = i; };
   VFE_TRY_ASSIGN(const auto buf,
                  get_info_with_caps(sys(), fd(), VFIO_DEVICE_GET_REGION_INFO, sizeof(vfio_region_info),
@@ -119,6 +122,9 @@ Result<RegionInfo> Device::region_info(std::uint32_t index) const {
 }
 
 Result<IrqInfo> Device::irq_info(std::uint32_t index) const {
+  if (released()) {
+    return released_error("VFIO_DEVICE_GET_IRQ_INFO");
+  }
   vfio_irq_info info{};
   info.argsz = sizeof(info);
   info.index = index;
@@ -134,14 +140,32 @@ Result<void> Device::reset() {
     return Error::not_supported("VFIO_DEVICE_RESET",
                                 bdf_.to_string() + " offers no function reset (no FLR or PM reset)");
   }
+  if (released()) {
+    return released_error("VFIO_DEVICE_RESET");
+  }
   if (sys().ioctl_val(fd(), VFIO_DEVICE_RESET, 0) != 0) {
     return Error::from_errno(errno, "VFIO_DEVICE_RESET", bdf_.to_string());
   }
   return ok();
 }
 
+Device::Device(Device&& other) noexcept
+    : backend_(std::move(other.backend_)),
+      claim_(std::move(other.claim_)),
+      fd_(std::move(other.fd_)),
+      bdf_(other.bdf_),
+      num_regions_(other.num_regions_),
+      num_irqs_(other.num_irqs_),
+      reset_supported_(other.reset_supported_),
+      released_(other.released()) {}
+
+Error Device::released_error(const char* op) const {
+  return Error::from_errno(ENODEV, op,
+                           bdf_.to_string() + " was given back to the kernel (hot-unplug or unbind)");
+}
+
 Result<void> Device::release() {
-  if (released_) {
+  if (released()) {
     return ok();
   }
   // Not through Sys: /dev/null and dup3 are no VFIO calls, and with a fake the fd is a real
@@ -153,7 +177,7 @@ Result<void> Device::release() {
   if (::dup3(null.get(), fd_.get(), O_CLOEXEC) < 0) {
     return Error::from_errno(errno, "release device", fmt::format("{}: dup3 over the device fd", bdf_.to_string()));
   }
-  released_ = true;
+  released_.store(true, std::memory_order_release);
   return ok();
 }
 
@@ -162,6 +186,9 @@ Result<void> Device::release() {
 namespace vfe::vfio {
 
 Result<void> Device::hot_reset() {
+  if (released()) {
+    return released_error("VFIO_DEVICE_PCI_HOT_RESET");
+  }
   // Which groups (legacy) or devices (cdev) the bus reset touches: ask with room for none, then
   // again with room for the count the kernel returned.
   std::vector<std::uint8_t> buf(sizeof(vfio_pci_hot_reset_info));

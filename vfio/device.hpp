@@ -2,6 +2,7 @@
 /// \file
 /// `Device`: one PCI function opened through VFIO.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -94,13 +95,22 @@ class Device {
   /// to /dev/null (dup3 over it, so the descriptor number stays valid and is never reused for
   /// another file), which drops this process's open of the device once nothing else references
   /// the old file (Regions must `detach` their mmaps first). The kernel can then finish a removal
-  /// it asked for with the device request interrupt (hot-unplug, unbind). Later ioctls and
-  /// config-space accesses fail; objects made from the device are destroyed as usual.
-  /// Idempotent. Must not race with another thread's use of the device fd for anything but
-  /// data-path MMIO (which Region::detach has already redirected).
+  /// it asked for with the device request interrupt (hot-unplug, unbind). From then on, this
+  /// class, ConfigSpace, IrqSet and Region's fd accesses fail with ENODEV ("given back to the
+  /// kernel") instead of reaching /dev/null; objects made from the device are destroyed as usual.
+  /// Idempotent; may be called while other threads use the device (they see either the device
+  /// or ENODEV).
   [[nodiscard]] Result<void> release();
   /// True once `release` succeeded.
-  [[nodiscard]] bool released() const noexcept { return released_; }
+  [[nodiscard]] bool released() const noexcept { return released_.load(std::memory_order_acquire); }
+  /// The ENODEV error of an operation `op` on a released device.
+  [[nodiscard]] Error released_error(const char* op) const;
+
+  Device(Device&& other) noexcept;
+  Device& operator=(Device&&) = delete;
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device() = default;
 
  private:
   // Releases the backend's claim on the function when the Device goes.
@@ -133,7 +143,7 @@ class Device {
   std::uint32_t num_regions_ = 0;
   std::uint32_t num_irqs_ = 0;
   bool reset_supported_ = false;
-  bool released_ = false;
+  std::atomic<bool> released_{false};
 };
 
 }  // namespace vfe::vfio

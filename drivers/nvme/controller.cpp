@@ -90,26 +90,6 @@ Result<void> Controller::enable_vectors(std::uint32_t wanted_queues) {
   return ok();
 }
 
-// The kernel signals the request interrupt when it wants the device back (vfio-pci's request
-// callback, from a hot-unplug or an unbind). Without it the removal waits for this process to
-// close the device on its own; the watchdog's all-ones check still fails the controller then.
-void Controller::watch_device_requests() noexcept {
-  const auto info = device_->irq_info(VFIO_PCI_REQ_IRQ_INDEX);
-  if (!info || info->count == 0) {
-    log_warn("nvme {}: the kernel offers no device request interrupt; a hot-unplug waits until the "
-             "controller is destroyed",
-             device_->bdf().to_string());
-    return;
-  }
-  auto req = irq::IrqSet::enable(*device_, irq::IrqIndex::req, 1);
-  if (!req) {
-    log_warn("nvme {}: {}; a hot-unplug waits until the controller is destroyed", device_->bdf().to_string(),
-             req.error().message());
-    return;
-  }
-  req_irq_.emplace(std::move(*req));
-}
-
 // NVMe 1.4 §7.6.1 controller initialisation: reset, admin queue, enable.
 Result<void> Controller::bring_up() {
   VFE_TRY(disable());
@@ -160,6 +140,9 @@ Result<void> Controller::wait_ready(bool ready, const char* what) {
 }
 
 Result<Cqe> Controller::admin(const Sqe& cmd, const char* what) {
+  if (released()) {
+    return device_->released_error(what);
+  }
   return admin_->execute(cmd, milliseconds(std::max(5000U, cap_.timeout_ms())), what);
 }
 
@@ -229,18 +212,29 @@ std::string Controller::failure() const {
 void Controller::fail(int err, const std::string& why) {
   // Held to the end: a queue being retired, or a second caller, waits here until DMA stopped.
   std::lock_guard failing(fail_mu_);
+  if (!mark_failed(err, why)) {
+    return;
+  }
+  // Stop the controller's DMA before anyone is told that their buffers are free again.
+  stop_dma();
+  fail_queues(err);
+}
+
+bool Controller::mark_failed(int err, const std::string& why) {
   {
     std::lock_guard lock(mu_);
     if (state() != ControllerState::running) {
-      return;
+      return false;
     }
     failure_ = why;
     fail_errno_.store(err, std::memory_order_release);
     state_.store(ControllerState::failed, std::memory_order_release);
   }
   log_error("nvme {}: {}; failing every outstanding request", device_->bdf().to_string(), why);
-  // Stop the controller's DMA before anyone is told that their buffers are free again.
-  stop_dma();
+  return true;
+}
+
+void Controller::fail_queues(int err) noexcept {
   std::lock_guard lock(queues_mu_);
   for (IoQueue* q : queues_) {
     if (auto r = q->worker()->run_sync([q, err] { q->fail_in_flight(-err); }); !r) {
@@ -272,36 +266,12 @@ void Controller::watchdog() noexcept {
     }
     lock.unlock();
     epoch_.fetch_add(1, std::memory_order_relaxed);
-    if (req_irq_ && !released() && req_irq_->wait(0, milliseconds(0))) {
-      fail(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or an unbind)");
-      release_device();
+    if (device_requested()) {
+      on_device_request();
     }
     check_health();
     lock.lock();
   }
-}
-
-// After fail(): the controller has stopped DMA (or is gone) and every queue's requests have
-// completed. What remains is this process's hold on the device: the BAR0 mapping and the fd.
-void Controller::release_device() noexcept {
-  std::lock_guard failing(fail_mu_);  // no register sequence of fail() or shutdown() is under way
-  if (released()) {
-    return;
-  }
-  const std::string bdf = device_->bdf().to_string();
-  if (auto r = bar_->detach(); !r) {
-    log_error("nvme {}: cannot let go of BAR0 ({}); the kernel's removal waits until the controller is "
-              "destroyed",
-              bdf, r.error().message());
-    return;
-  }
-  if (auto r = device_->release(); !r) {
-    log_error("nvme {}: {}; the kernel's removal waits until the controller is destroyed", bdf,
-              r.error().message());
-    return;
-  }
-  released_.store(true, std::memory_order_release);
-  log_warn("nvme {}: device given back to the kernel; destroy the controller's queues and the controller", bdf);
 }
 
 void Controller::check_health() noexcept {
@@ -349,17 +319,30 @@ Result<void> Controller::shutdown() {
   if (was != ControllerState::running) {
     return ok();  // failed controllers are disabled already
   }
-  // §7.6.2: a normal shutdown, so the controller commits its volatile data to the medium.
+  if (auto r = normal_shutdown(); !r) {
+    stop_dma();
+    return r;
+  }
+  return ok();
+}
+
+// §7.6.2: a normal shutdown, so the controller commits its volatile data to the medium.
+Result<void> Controller::normal_shutdown() {
   bar_->write32(reg::kCc, (bar_->read32(reg::kCc) & ~cc::kShnMask) | cc::kShnNormal);
   const auto deadline = std::chrono::steady_clock::now() + milliseconds(std::max(5000U, cap_.timeout_ms()));
-  while ((bar_->read32(reg::kCsts) & csts::kShstMask) != csts::kShstComplete) {
+  for (;;) {
+    const std::uint32_t csts = bar_->read32(reg::kCsts);
+    if (csts == ~0U) {
+      return Error::from_errno(ENODEV, "shut down NVMe controller", "CSTS reads all ones: the device is gone");
+    }
+    if ((csts & csts::kShstMask) == csts::kShstComplete) {
+      return ok();
+    }
     if (std::chrono::steady_clock::now() > deadline) {
-      stop_dma();
       return Error::from_errno(ETIMEDOUT, "shut down NVMe controller", "CSTS.SHST did not report completion");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
-  return ok();
 }
 
 Controller::~Controller() {

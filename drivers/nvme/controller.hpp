@@ -56,10 +56,11 @@ enum class ControllerState { running, failed, shut_down };
 ///
 /// The watchdog also watches the device request interrupt (VFIO_PCI_REQ_IRQ_INDEX), by which
 /// the kernel asks for the device back before a hot-unplug or an unbind can finish. Then the
-/// controller fails (ENODEV, every outstanding request completes with it) and releases the
-/// device: BAR0 is detached (registers read all ones, doorbells go nowhere) and the device fd is
-/// let go, so the kernel's removal completes while the Controller, its queues and its DMA
-/// memory live on until their owners destroy them as usual.
+/// controller fails (ENODEV; new requests are refused), is shut down normally (§7.6.2, so what it
+/// acknowledged is on the medium) and disabled, every outstanding request completes with ENODEV,
+/// and the device is released: BAR0 is detached (registers read all ones, doorbells land in
+/// plain memory) and the device fd is let go, so the kernel's removal completes while the
+/// Controller, its queues and its DMA memory live on until their owners destroy them as usual.
 /// Setup calls are thread-safe with each other; the data path is the `IoQueue`'s.
 class Controller {
  public:
@@ -135,7 +136,14 @@ class Controller {
   [[nodiscard]] Result<void> identify_page(std::uint32_t cns, std::uint32_t nsid, const char* what);
   void watchdog() noexcept;
   void check_health() noexcept;
+  [[nodiscard]] bool mark_failed(int err, const std::string& why);
+  void fail_queues(int err) noexcept;
+  [[nodiscard]] Result<void> normal_shutdown();
+  // Hot-unplug (controller_removal.cpp).
   void watch_device_requests() noexcept;
+  [[nodiscard]] bool device_requested() noexcept;
+  void on_device_request() noexcept;
+  [[nodiscard]] bool stop_for_removal() noexcept;
   void release_device() noexcept;
   [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
   [[nodiscard]] Result<void> create_device_queues(const IoQueue& q, bool interrupts);

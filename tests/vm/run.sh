@@ -55,7 +55,9 @@ done
 
 work=$(mktemp -d /tmp/vfe-vm.XXXXXX)
 watcher=""
-trap '[[ -z $watcher ]] || kill "$watcher" 2>/dev/null; rm -rf "$work"' EXIT
+# The watcher's pipeline (tail, grep, the loop) goes first, then the subshell holding it.
+trap '[[ -z $watcher ]] || { pkill -P "$watcher" 2>/dev/null; kill "$watcher" 2>/dev/null; } || true
+      rm -rf "$work"' EXIT
 stage=$work/initramfs
 
 # --- Kernel --------------------------------------------------------------------------------------
@@ -142,11 +144,13 @@ log=$work/serial.log
 : >"$log"
 # The guest asks for hot-unplugs on its console; the host answers through the monitor socket.
 (
+  set +e  # a failed request is reported; the watcher keeps going
   tail -n +1 -F --pid=$$ "$log" 2>/dev/null | grep -a --line-buffered -o 'VFE-HOTUNPLUG [a-z0-9]*' |
     while read -r _ id; do
       case $id in
         nvme1) echo "vm: host: device_del $id" >&2
-               echo "device_del $id" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ;;
+               echo "device_del $id" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ||
+                 echo "vm: host: device_del $id: the monitor socket did not take it" >&2 ;;
         *) echo "vm: host: refusing to unplug '$id' (only nvme1 may be unplugged)" >&2 ;;
       esac
     done

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "drivers/e1000e/loopback.hpp"
@@ -458,6 +459,7 @@ TEST(Soak, BothNvmeAtDepth128AndTheNicsVerifiedAtTheEnd) {
   std::fprintf(stderr, "soak: done after %lld s\n",
                static_cast<long long>((Clock::now() - soak.start) / std::chrono::seconds(1)));
   ASSERT_TRUE(rep) << rep.error().message();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // would a late duplicate show?
   print_summary(soak, *rep);
   for (const Disk& d : soak.disks) {
     expect_every_request_once(d);

@@ -89,6 +89,15 @@ TEST_F(DeviceTest, ReleaseLeavesTheDescriptorNumberPointingAtDevNull) {
   EXPECT_EQ(std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd)), "/dev/null");
   EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
   ASSERT_TRUE(dev->release()) << "idempotent";
+  // What would now reach /dev/null (ENOTTY, or a write that "succeeds") answers ENODEV instead.
+  const auto calls = sys_.ioctls().size();
+  EXPECT_EQ(error_of(dev->irq_info(VFIO_PCI_MSIX_IRQ_INDEX)).message(),
+            "VFIO_DEVICE_GET_IRQ_INFO: 0000:00:04.0 was given back to the kernel (hot-unplug or unbind) "
+            "(No such device)");
+  EXPECT_TRUE(error_of(dev->region_info(0)).is(ENODEV));
+  EXPECT_TRUE(error_of(dev->reset()).is(ENODEV));
+  EXPECT_TRUE(error_of(dev->hot_reset()).is(ENODEV));
+  EXPECT_EQ(sys_.ioctls().size(), calls) << "no ioctl reaches the descriptor";
 }
 
 TEST_F(DeviceTest, ASecondOpenIsBusyAndAReopenAfterCloseWorks) {
