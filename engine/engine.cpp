@@ -1,12 +1,16 @@
 #include "engine/engine.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "base/fd.hpp"
 #include "base/log.hpp"
 
 namespace vfe::engine {
@@ -94,10 +98,18 @@ Result<std::size_t> steer_device_irqs(const vfio::Bdf& bdf, std::span<const int>
     if (!(fields >> irq)) {
       continue;
     }
-    std::ofstream affinity(fmt::format("/proc/irq/{}/smp_affinity_list", irq));
-    affinity << list << std::flush;
-    if (!affinity) {
-      log_warn("irq {} of {} could not be moved to CPUs {}", irq, bdf.to_string(), list);
+    const std::string path = fmt::format("/proc/irq/{}/smp_affinity_list", irq);
+    const Fd affinity(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!affinity && (errno == EACCES || errno == EPERM)) {  // the same for every line
+      return Error::from_errno(errno, "steer interrupts",
+                               fmt::format("{}: only root may move interrupt lines; run as root, "
+                                           "or leave steer_irqs off",
+                                           path));
+    }
+    if (!affinity ||
+        ::write(affinity.get(), list.data(), list.size()) != static_cast<ssize_t>(list.size())) {
+      log_warn("irq {} of {} could not be moved to CPUs {}: {}", irq, bdf.to_string(), list,
+               std::strerror(errno));
       continue;
     }
     ++steered;

@@ -57,7 +57,8 @@ class Engine {
 
 /// Writes `cpus` to /proc/irq/N/smp_affinity_list for every interrupt line /proc/interrupts
 /// shows for `bdf`'s VFIO vectors ("vfio-msix[3](0000:81:00.0)"). Returns how many lines were
-/// steered; a line the kernel won't move (EIO: managed or per-CPU) is skipped and logged.
+/// steered; a line the kernel won't move (EIO: managed or per-CPU) is skipped and logged. Without
+/// root the files are not writable: EACCES, saying so.
 [[nodiscard]] Result<std::size_t> steer_device_irqs(const vfio::Bdf& bdf, std::span<const int> cpus);
 
 }  // namespace vfe::engine

@@ -65,8 +65,21 @@ TEST(DmaEntryLimit, NvmeRunsUnderALimitOf64AndExhaustionNamesTheLimit) {
   }
   const std::string old = read_param();
   ASSERT_FALSE(old.empty()) << kLimitParam << " is missing";
-  auto restore = ScopeGuard([&]() noexcept { EXPECT_TRUE(write_param(old)) << "restoring " << kLimitParam; });
-  ASSERT_TRUE(write_param(std::to_string(kLimit)));
+  // The rig loads the module with the limit at 64 already (tests/vm/run.sh); only another value
+  // is written here, and restored.
+  const bool change = old != std::to_string(kLimit);
+  if (change) {
+    VFE_SKIP_UNLESS_ROOT(std::string("writes ") + kLimitParam + " (it is " + old + ", not " +
+                         std::to_string(kLimit) + ")");
+  }
+  auto restore = ScopeGuard([&]() noexcept {
+    if (change) {
+      EXPECT_TRUE(write_param(old)) << "restoring " << kLimitParam;
+    }
+  });
+  if (change) {
+    ASSERT_TRUE(write_param(std::to_string(kLimit)));
+  }
 
   auto c = open_nvme(0);  // a new container: the budget applies from here
   ASSERT_TRUE(c);

@@ -1,5 +1,7 @@
 #include "tests/vm/vm_env.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -33,6 +35,8 @@ std::map<std::string, std::string> pairs_from_env(const char* name) {
   }
   return out;
 }
+
+bool is_root() { return ::geteuid() == 0; }
 
 std::vector<VmDevice> devices() {
   std::vector<VmDevice> out;

@@ -3,6 +3,8 @@
 //   VFE_VM_MODE        type1 | iommufd | noiommu
 //   VFE_VM_DEVICES     "nvme=0000:00:02.0 edu=0000:00:03.0 ..."
 //   VFE_VM_VFIO_PATHS  "0000:00:02.0=/dev/vfio/2 ..." (each device's node, worked out from sysfs)
+// The tests run as root and, through tests/vm/guest/nonroot_check.sh, again as an unprivileged
+// user; a test that needs root for itself (not for the library) skips there, saying what for.
 
 #include <map>
 #include <optional>
@@ -27,5 +29,16 @@ std::vector<VmDevice> devices();
 std::vector<vfio::Bdf> devices_of(const std::string& kind);
 /// "key=value key=value" from an environment variable.
 std::map<std::string, std::string> pairs_from_env(const char* name);
+/// True when the process runs as root (effective uid 0).
+bool is_root();
 
 }  // namespace vfe::vmtest
+
+/// In a test body (one that includes gtest): skips the test when it runs without root, saying
+/// what the test itself does that needs root: VFE_SKIP_UNLESS_ROOT("writes /sys/module/...").
+#define VFE_SKIP_UNLESS_ROOT(what)                \
+  do {                                            \
+    if (!::vfe::vmtest::is_root()) {              \
+      GTEST_SKIP() << "needs root: " << (what);   \
+    }                                             \
+  } while (0)

@@ -122,6 +122,17 @@ TEST_F(NoIommuTest, DeviceBehindAnIommuIsRefused) {
             "0000:00:05.0 is behind an IOMMU (group 8): use type1 or iommufd mode, not no-IOMMU");
 }
 
+// The kernel's EPERM without CAP_SYS_RAWIO comes even to the node's owner: the message says so.
+TEST_F(NoIommuTest, GroupRefusedWithoutCapSysRawioSaysOwningTheNodeIsNotEnough) {
+  sys_.fail_open("/dev/vfio/noiommu-7", EPERM);
+  const auto r = backend()->open_device(kDevice);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EPERM));
+  EXPECT_EQ(r.error().detail,
+            "/dev/vfio/noiommu-7: a no-IOMMU group opens only with CAP_SYS_RAWIO (the device can "
+            "reach all memory): run as root; owning the node is not enough");
+}
+
 TEST_F(NoIommuTest, MapPinsAndReturnsThePhysicalAddress) {
   script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
   auto b = backend();
