@@ -11,7 +11,7 @@
 namespace vfe::mmio {
 
 Region::Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcept
-    : device_(&device),
+    : released_(&device.released_flag()),
       sys_(&device.sys()),
       device_fd_(device.fd()),
       index_(info.index),
@@ -21,7 +21,7 @@ Region::Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcep
       writable_(info.writable()) {}
 
 Region::Region(Region&& other) noexcept
-    : device_(other.device_),
+    : released_(other.released_),
       sys_(other.sys_),
       device_fd_(other.device_fd_),
       index_(other.index_),
@@ -98,7 +98,7 @@ bool Region::slow_read(std::uint64_t offset, void* out, std::size_t len) const n
     complain("read of {} bytes at {:#x} outside readable region {}", len, offset, index_);
     return false;
   }
-  if (device_->released()) {
+  if (released_->load(std::memory_order_acquire)) {
     complain("read of region {} at {:#x}: the device was given back to the kernel", index_, offset);
     return false;
   }
@@ -115,7 +115,7 @@ void Region::slow_write(std::uint64_t offset, const void* in, std::size_t len) n
     complain("write of {} bytes at {:#x} outside writable region {}", len, offset, index_);
     return;
   }
-  if (device_->released()) {
+  if (released_->load(std::memory_order_acquire)) {
     complain("write of region {} at {:#x} dropped: the device was given back to the kernel", index_, offset);
     return;
   }

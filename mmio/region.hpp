@@ -103,7 +103,7 @@ class Region {
   }
   void slow_write(std::uint64_t offset, const void* in, std::size_t len) noexcept;
 
-  const vfio::Device* device_;
+  const std::atomic<bool>* released_;  // the Device's flag (stays put when the Device moves)
   vfio::Sys* sys_;
   int device_fd_;
   std::uint32_t index_;

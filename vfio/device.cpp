@@ -149,19 +149,10 @@ Result<void> Device::reset() {
   return ok();
 }
 
-Device::Device(Device&& other) noexcept
-    : backend_(std::move(other.backend_)),
-      claim_(std::move(other.claim_)),
-      fd_(std::move(other.fd_)),
-      bdf_(other.bdf_),
-      num_regions_(other.num_regions_),
-      num_irqs_(other.num_irqs_),
-      reset_supported_(other.reset_supported_),
-      released_(other.released()) {}
-
 Error Device::released_error(const char* op) const {
   return Error::from_errno(ENODEV, op,
-                           bdf_.to_string() + " was given back to the kernel (hot-unplug or unbind)");
+                           bdf_.to_string() + " was given back to the kernel (hot-unplug or unbind); destroy "
+                                              "what was made from it and open it again once it is back");
 }
 
 Result<void> Device::release() {
@@ -177,7 +168,7 @@ Result<void> Device::release() {
   if (::dup3(null.get(), fd_.get(), O_CLOEXEC) < 0) {
     return Error::from_errno(errno, "release device", fmt::format("{}: dup3 over the device fd", bdf_.to_string()));
   }
-  released_.store(true, std::memory_order_release);
+  released_->store(true, std::memory_order_release);
   return ok();
 }
 

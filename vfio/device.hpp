@@ -99,18 +99,17 @@ class Device {
   /// class, ConfigSpace, IrqSet and Region's fd accesses fail with ENODEV ("given back to the
   /// kernel") instead of reaching /dev/null; objects made from the device are destroyed as usual.
   /// Idempotent; may be called while other threads use the device (they see either the device
-  /// or ENODEV).
+  /// or ENODEV, except for a call already past the check when the fd changes, which then meets
+  /// /dev/null).
   [[nodiscard]] Result<void> release();
   /// True once `release` succeeded.
-  [[nodiscard]] bool released() const noexcept { return released_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool released() const noexcept { return released_ && released_->load(std::memory_order_acquire); }
+  /// The flag behind `released()`, at an address that stays put when the Device is moved (a
+  /// Region keeps it).
+  [[nodiscard]] const std::atomic<bool>& released_flag() const noexcept { return *released_; }
   /// The ENODEV error of an operation `op` on a released device.
   [[nodiscard]] Error released_error(const char* op) const;
 
-  Device(Device&& other) noexcept;
-  Device& operator=(Device&&) = delete;
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-  ~Device() = default;
 
  private:
   // Releases the backend's claim on the function when the Device goes.
@@ -143,7 +142,8 @@ class Device {
   std::uint32_t num_regions_ = 0;
   std::uint32_t num_irqs_ = 0;
   bool reset_supported_ = false;
-  std::atomic<bool> released_{false};
+  // Behind a pointer so that its address survives moves (a Region holds it).
+  std::unique_ptr<std::atomic<bool>> released_ = std::make_unique<std::atomic<bool>>(false);
 };
 
 }  // namespace vfe::vfio

@@ -16,7 +16,7 @@ namespace {
 // Why a group node did not open; for EBUSY, who holds it: the group node, or (Linux 6.6+, where
 // a device open through its cdev makes its group busy) the device's cdev.
 Error group_open_error(int err, const std::string& path, const Bdf& bdf) {
-  if ((err == EPERM || err == EACCES) && path.find("/noiommu-") != std::string::npos) {
+  if (err == EPERM && path.find("/noiommu-") != std::string::npos) {
     // The kernel refuses a no-IOMMU group to anyone without CAP_SYS_RAWIO, owner or not.
     return Error::from_errno(err, "open",
                              path + ": a no-IOMMU group opens only with CAP_SYS_RAWIO (the device "

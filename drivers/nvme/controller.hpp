@@ -179,6 +179,7 @@ class Controller {
   std::atomic<int> fail_errno_{0};
   std::atomic<std::uint32_t> epoch_{0};
   std::atomic<bool> released_{false};
+  bool removal_pending_ = false;  // guarded by fail_mu_: requests left in flight by a failed release
   // Held by fail() and shutdown() from their decision to the end of their register sequence, so
   // whoever must know the controller has stopped DMA (a queue being retired) waits on it.
   std::mutex fail_mu_;

@@ -47,20 +47,29 @@ bool Controller::device_requested() noexcept {
 
 void Controller::on_device_request() noexcept {
   std::lock_guard failing(fail_mu_);
-  if (mark_failed(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or an unbind)")) {
-    if (!stop_for_removal()) {
-      // Still not stopped, and a reset is refused while the kernel removes the device: giving it
-      // back is what stops it (vfio-pci clears bus mastering when the last user closes it).
-      release_device();
+  const bool first = mark_failed(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or "
+                                         "an unbind)");
+  if (first && !stop_for_removal()) {
+    // Still not stopped, and a reset is refused while the kernel removes the device: giving it
+    // back is what stops it (vfio-pci clears bus mastering when the last user closes it).
+    release_device();
+    if (!released()) {
+      // The device may still write the requests' buffers: they stay in flight. vfio-pci asks
+      // again every 10 s, and the next request retries the release (below).
+      removal_pending_ = true;
+      return;
     }
+  }
+  if (first || removal_pending_) {
+    removal_pending_ = false;
     fail_queues(ENODEV);
   }
   release_device();
 }
 
 // The device is usually still there (an unbind, or the attention button of a hot-plug slot):
-// a normal shutdown first, so data it acknowledged is on the medium, then disabled so it stops
-// DMA. True when it stopped (or is gone).
+// a normal shutdown first (NVMe 1.4 §7.6.2, CC.SHN), so data it acknowledged is on the medium,
+// then disabled (§3.1.5, CC.EN cleared) so it stops DMA. True when it stopped (or is gone).
 bool Controller::stop_for_removal() noexcept {
   if (bar_->read32(reg::kCsts) == ~0U) {
     return true;

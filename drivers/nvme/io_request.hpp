@@ -21,7 +21,9 @@ namespace vfe::nvme {
 /// command (see `to_errno(Status)`; `status` then holds the controller's status code), -ENODEV /
 /// -ETIMEDOUT / -EIO when the controller failed, was reset or timed out (`status` stays ok), or
 /// -ECANCELED when the queue was destroyed first (then `on_complete` runs on the destroying
-/// thread, the only one left touching the queue).
+/// thread, the only one left touching the queue). When the controller fails (a fault, a timeout,
+/// a hot-unplug), `on_complete` runs while the controller's failure path waits for it: it must not
+/// create, destroy or shut down queues or the controller, nor call `Controller::fail` (deadlock).
 struct IoRequest : engine::Request {
   IoOpcode opcode = IoOpcode::read;
   std::uint32_t nsid = 1;

@@ -49,7 +49,7 @@ esac
 for b in "${binaries[@]}" "${extras[@]}"; do
   [[ -f $b && -x $b ]] || rig_error "program '$b' does not exist or is not executable"
 done
-for tool in qemu-system-x86_64 busybox cpio gzip gcc socat; do
+for tool in qemu-system-x86_64 busybox cpio gzip gcc socat pkill; do
   command -v "$tool" >/dev/null || rig_error "$tool is missing; run scripts/setup-deps.sh"
 done
 

@@ -92,8 +92,8 @@ TEST_F(DeviceTest, ReleaseLeavesTheDescriptorNumberPointingAtDevNull) {
   // What would now reach /dev/null (ENOTTY, or a write that "succeeds") answers ENODEV instead.
   const auto calls = sys_.ioctls().size();
   EXPECT_EQ(error_of(dev->irq_info(VFIO_PCI_MSIX_IRQ_INDEX)).message(),
-            "VFIO_DEVICE_GET_IRQ_INFO: 0000:00:04.0 was given back to the kernel (hot-unplug or unbind) "
-            "(No such device)");
+            "VFIO_DEVICE_GET_IRQ_INFO: 0000:00:04.0 was given back to the kernel (hot-unplug or unbind); "
+            "destroy what was made from it and open it again once it is back (No such device)");
   EXPECT_TRUE(error_of(dev->region_info(0)).is(ENODEV));
   EXPECT_TRUE(error_of(dev->reset()).is(ENODEV));
   EXPECT_TRUE(error_of(dev->hot_reset()).is(ENODEV));

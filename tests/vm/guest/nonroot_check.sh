@@ -31,6 +31,7 @@ grep -q "^vfe:" /etc/passwd 2>/dev/null || {
 # group nodes (its container /dev/vfio/vfio is 0666 already), or iommufd's device cdevs and
 # /dev/iommu.
 nodes=$(echo "$VFE_VM_VFIO_PATHS" | tr ' ' '\n' | sed -n 's/^[^=]*=//p')
+[ -n "$nodes" ] || { echo "nonroot_check: VFE_VM_VFIO_PATHS names no device node (rig error)" >&2; exit 1; }
 [ "$VFE_VM_MODE" = iommufd ] && nodes="/dev/iommu $nodes"
 for n in $nodes; do
   chown "$uid:$uid" "$n"
