@@ -24,6 +24,7 @@
 #include "mmio/config_space.hpp"
 #include "tests/vm/nvme_support.hpp"
 #include "tests/vm/resources.hpp"
+#include "tests/vm/vm_support.hpp"
 
 namespace vfe::vmtest {
 namespace {
@@ -35,18 +36,6 @@ constexpr std::size_t kDepth = 128;
 constexpr std::uint64_t kIoBytes = 16 * 1024;  // 128 of them: 2 MiB of the scratch band
 constexpr std::uint64_t kReadsBeforeUnplug = 500;
 
-// Waits up to `limit` for `done()`; true when it held in time.
-template <class F>
-bool eventually(F done, std::chrono::milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > end) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 // 128 reads kept in flight on one I/O queue of the node-1 controller. `submits` counts how often
 // a slot was handed to the queue, `tallied` how many of its completions were counted.
@@ -116,11 +105,8 @@ void open_reads(Reads& r) {
   r.ctrl = open_nvme(1, opts);
   ASSERT_TRUE(r.ctrl);
   ASSERT_TRUE(r.ctrl->watches_device_requests()) << "vfio-pci offers the request interrupt";
-  engine::WorkerOptions wo;
-  wo.mode = engine::WorkerMode::interrupt;
-  auto w = engine::Worker::start(std::move(wo));
-  ASSERT_TRUE(w) << w.error().message();
-  r.worker = std::move(*w);
+  r.worker = start_worker(engine::WorkerMode::interrupt);
+  ASSERT_TRUE(r.worker);
   auto b = dma::DmaBuffer::allocate(r.ctrl->dma_space(), kDepth * kIoBytes);
   ASSERT_TRUE(b) << b.error().message();
   r.buf.emplace(std::move(*b));

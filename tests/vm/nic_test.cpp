@@ -18,38 +18,14 @@
 #include "drivers/e1000e/spec.hpp"
 #include "engine/worker.hpp"
 #include "tests/vm/vm_env.hpp"
+#include "tests/vm/vm_support.hpp"
 
 namespace vfe::vmtest {
 namespace {
 
 using e1000e::Nic;
 
-std::unique_ptr<Nic> open_nic(unsigned index, e1000e::NicOptions options = {}) {
-  const auto nics = devices_of("e1000e");
-  if (nics.size() <= index) {
-    ADD_FAILURE() << "the rig has no e1000e #" << index;
-    return nullptr;
-  }
-  options.mode = mode();
-  auto nic = Nic::create(nics[index].to_string(), options);
-  if (!nic) {
-    ADD_FAILURE() << nic.error().message();
-    return nullptr;
-  }
-  return std::move(nic).value();
-}
 
-std::unique_ptr<engine::Worker> start_worker(engine::WorkerMode wmode) {
-  engine::WorkerOptions o;
-  o.mode = wmode;
-  o.name = "nic-test";
-  auto w = engine::Worker::start(std::move(o));
-  if (!w) {
-    ADD_FAILURE() << w.error().message();
-    return nullptr;
-  }
-  return std::move(w).value();
-}
 
 TEST(NicVm, BringsUpBothNicsWithTheirAddressesAndLink) {
   const char* expected[] = {"52:54:00:12:34:01", "52:54:00:12:34:02"};  // from run.sh

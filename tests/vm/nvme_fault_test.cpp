@@ -15,18 +15,13 @@
 #include "mmio/config_space.hpp"
 #include "mmio/pci_caps.hpp"
 #include "tests/vm/nvme_support.hpp"
+#include "tests/vm/vm_support.hpp"
 
 namespace vfe::vmtest {
 namespace {
 
 using nvme::IoOpcode;
 
-std::unique_ptr<engine::Worker> polling_worker() {
-  engine::WorkerOptions o;
-  o.mode = engine::WorkerMode::polling;
-  auto w = engine::Worker::start(std::move(o));
-  return w ? std::move(w).value() : nullptr;
-}
 
 // Controller options for fault tests: the watchdog looks every 20 ms.
 nvme::ControllerOptions quick_watchdog() {
@@ -56,7 +51,7 @@ void expect_controller_works(nvme::Controller& c, engine::Worker& w, unsigned in
 TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
   auto c = open_nvme(0);
   ASSERT_TRUE(c);
-  auto w = polling_worker();
+  auto w = start_worker(engine::WorkerMode::polling);
   ASSERT_TRUE(w);
   auto q = c->create_io_queue(*w, {});
   ASSERT_TRUE(q) << q.error().message();
@@ -81,7 +76,7 @@ TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
 TEST(NvmeFaults, FlrDuringIoFailsEveryOutstandingRequestOnceAndTheControllerComesBack) {
   auto c = open_nvme(0, quick_watchdog());
   ASSERT_TRUE(c);
-  auto w = polling_worker();
+  auto w = start_worker(engine::WorkerMode::polling);
   ASSERT_TRUE(w);
   // Declared before the queue, so that an early ASSERT destroys the queue first (which completes
   // what is in flight) and only then the requests and their buffer.
@@ -176,7 +171,7 @@ TEST(NvmeFaults, CommandsThatTimeOutFailOnceWithEtimedout) {
 TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
   auto c = open_nvme(0, quick_watchdog());
   ASSERT_TRUE(c);
-  auto w = polling_worker();
+  auto w = start_worker(engine::WorkerMode::polling);
   ASSERT_TRUE(w);
   auto q = c->create_io_queue(*w, {});
   ASSERT_TRUE(q) << q.error().message();
@@ -208,7 +203,7 @@ TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
     std::fprintf(stderr, "child: %s\n", c.error().message().c_str());
     std::_Exit(3);
   }
-  auto w = polling_worker();
+  auto w = start_worker(engine::WorkerMode::polling);
   auto q = (*c)->create_io_queue(*w, {});
   auto buf = dma::DmaBuffer::allocate((*c)->dma_space(), 1U << 20);
   if (!w || !q || !buf) {
@@ -258,7 +253,7 @@ TEST(NvmeFaults, ProcessKilledMidIoThenANewOneUsesTheController) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   auto c = open_nvme(0);
   ASSERT_TRUE(c) << "the controller is usable after its user died mid-I/O";
-  auto w = polling_worker();
+  auto w = start_worker(engine::WorkerMode::polling);
   ASSERT_TRUE(w);
   expect_controller_works(*c, *w, 0);
 }

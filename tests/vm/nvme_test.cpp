@@ -13,6 +13,7 @@
 #include "base/units.hpp"
 #include "engine/engine.hpp"
 #include "tests/vm/nvme_support.hpp"
+#include "tests/vm/vm_support.hpp"
 
 namespace vfe::vmtest {
 namespace {
@@ -24,16 +25,6 @@ std::uint64_t disk_bytes() {
   return v != nullptr ? std::strtoull(v, nullptr, 10) : 0;
 }
 
-std::unique_ptr<engine::Worker> start_worker(engine::WorkerMode mode) {
-  engine::WorkerOptions o;
-  o.mode = mode;
-  auto w = engine::Worker::start(std::move(o));
-  if (!w) {
-    ADD_FAILURE() << w.error().message();
-    return nullptr;
-  }
-  return std::move(w).value();
-}
 
 TEST(NvmeVm, IdentifiesBothControllersAndTheirNamespace) {
   ASSERT_EQ(disk_bytes(), kDiskBytes) << "the rig passes the image size as VFE_VM_DISK_BYTES";

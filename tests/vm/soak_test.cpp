@@ -26,6 +26,7 @@
 #include "drivers/e1000e/nic.hpp"
 #include "engine/engine.hpp"
 #include "tests/vm/nvme_support.hpp"
+#include "tests/vm/vm_support.hpp"
 
 namespace vfe::vmtest {
 namespace {
@@ -346,17 +347,6 @@ bool drive(Soak& soak, Clock::time_point until) {
   }
 }
 
-std::unique_ptr<e1000e::Nic> open_nic(const vfio::Bdf& bdf, int node) {
-  e1000e::NicOptions o;
-  o.mode = mode();
-  o.numa_node = node;
-  auto nic = e1000e::Nic::create(bdf.to_string(), o);
-  if (!nic) {
-    ADD_FAILURE() << nic.error().message();
-    return nullptr;
-  }
-  return std::move(nic).value();
-}
 
 void expect_clean_loopback(const e1000e::LoopbackReport& rep) {
   EXPECT_GT(rep.sent, 0U);
@@ -424,8 +414,10 @@ TEST(Soak, BothNvmeAtDepth128AndTheNicsVerifiedAtTheEnd) {
   ASSERT_GE(nics.size(), 2U) << "the rig has two e1000e";
   auto nic_worker = (*eng)->worker_for_device(nics[0]);
   ASSERT_TRUE(nic_worker) << nic_worker.error().message();
-  auto a = open_nic(nics[0], (*eng)->node_of(**nic_worker));
-  auto b = open_nic(nics[1], (*eng)->node_of(**nic_worker));
+  e1000e::NicOptions no;
+  no.numa_node = (*eng)->node_of(**nic_worker);
+  auto a = open_nic(0, no);
+  auto b = open_nic(1, no);
   ASSERT_TRUE(a && b);
   e1000e::LoopbackOptions lo;
   lo.frames = 0;  // until finish
