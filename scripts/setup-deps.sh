@@ -19,6 +19,10 @@ packages=(
   # small 6.12 kernel built from source
   qemu-system-x86 busybox-static kmod cpio gzip xz-utils libc6-dev util-linux coreutils procps
   linux-source-6.12 bison flex libelf-dev libssl-dev bc
+  # make headers_install (the small kernel's uapi headers) copies with rsync
+  rsync
+  # hwloc reads XML topologies (the Topology tests' fixtures) only through its plugins
+  libhwloc-plugins
   # the rig's QEMU monitor socket (hot-unplug requests from the guest)
   socat
   # the kernel's own I/O path that vfio-bench nvme is compared with in the guest
