@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that the build, the tests, the benchmarks and the VM rig need.
-# Idempotent and quick when nothing is missing (no apt-get at all then). Needs root when
-# something is missing.
+# Installs every Debian 12 package that the build, the tests, the benchmarks and the VM rig need,
+# on a minimal Debian 12 (mmdebstrap --variant=minbase, plus git and ca-certificates; CI proves
+# that list on a brand-new root every run, scripts/fresh-machine.sh). Idempotent and quick when
+# nothing is missing (no apt-get at all then). Needs root only when something is missing.
+#
+# On another system it says what it needs and stops; VFE_SKIP_SETUP=1 skips it (you installed the
+# same things yourself; nothing else is supported).
 #
 # usage: scripts/setup-deps.sh [--check]     --check: list what is missing, install nothing
 set -euo pipefail
@@ -29,6 +33,31 @@ packages=(
   fio
 )
 
+if [[ ${VFE_SKIP_SETUP:-} == 1 ]]; then
+  echo "setup-deps: skipped (VFE_SKIP_SETUP=1): the ${#packages[@]} packages listed in $0 are assumed present"
+  exit 0
+fi
+
+# Debian 12 only: the package names, linux-source-6.12 and the kernels the rig boots are
+# bookworm's. Say what is needed instead of failing halfway through an apt-get.
+os=unknown os_id="" os_version=""
+if [[ -r /etc/os-release ]]; then
+  # shellcheck disable=SC1091
+  os_id=$(. /etc/os-release && echo "${ID:-}") os_version=$(. /etc/os-release && echo "${VERSION_ID:-}")
+  os=$(. /etc/os-release && echo "${PRETTY_NAME:-$ID}")
+fi
+if [[ $os_id != debian || $os_version != 12 ]] || ! command -v dpkg-query >/dev/null; then
+  cat >&2 <<MSG
+setup-deps: vfio-engine's scripts are made for Debian 12 (bookworm); this machine is '$os'.
+  They need these Debian 12 packages (or the same versions built for your system):
+    ${packages[*]}
+  Either run them on Debian 12, or in a fresh Debian 12 root made from here with
+  'sudo scripts/fresh-machine.sh scripts/test.sh' (needs mmdebstrap), or install the equivalents
+  yourself and set VFE_SKIP_SETUP=1 (unsupported).
+MSG
+  exit 2
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,7 +72,12 @@ if [[ ${1:-} == --check ]]; then
   exit 1
 fi
 if ((EUID != 0)); then
-  echo "setup-deps: missing ${missing[*]}; run this script as root (or install them with apt-get)" >&2
+  cat >&2 <<MSG
+setup-deps: ${#missing[@]} of the packages the build and the tests need are missing, and only root
+  can install them. Run the same command as root (sudo $0, or sudo scripts/test.sh), or have root run:
+    apt-get install --no-install-recommends ${missing[*]}
+  Once they are installed, everything else runs as an ordinary user.
+MSG
   exit 2
 fi
 

@@ -6,11 +6,14 @@
 #      regressions, a minute in all (tests/fuzz/README.md);
 #   3. the VM tests (label "vm"): the real kernel's VFIO in a QEMU guest, in type1, iommufd and
 #      noiommu modes, plus the rig's self-test.
-# Prints "N passed, N failed" over all of them last; exits non-zero if anything failed.
+# Prints "N passed, N failed" over all of them, then how long each stage took; exits non-zero
+# if anything failed. Made for Debian 12; root is needed only to install missing packages.
 #
 # usage: scripts/test.sh [--unit-only]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/stages.sh
+source scripts/stages.sh
 
 unit_only=0
 case ${1:-} in
@@ -20,13 +23,18 @@ case ${1:-} in
   *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
 
+trap 'stage_report test.sh' EXIT
+((EUID == 0)) || echo "test.sh: not root: fine when every package is installed (setup-deps says if not)"
+stage_begin "packages (setup-deps.sh)"
 scripts/setup-deps.sh
 configure_args=()
 if ((!unit_only)); then
   # Build or fetch both guest kernels before any test runs, so ctest's time limits measure the
   # tests and a broken kernel build is reported as that. The small kernel's uapi headers also
   # check vfio/uapi_own.hpp (ctest uapi_matches_kernel_headers).
+  stage_begin "kernel: small 6.12 (build-kernel.sh)"
   kernel_dir=$(tests/vm/build-kernel.sh)
+  stage_begin "kernel: Debian's (fetch-debian-kernel.sh)"
   tests/vm/fetch-debian-kernel.sh >/dev/null
   configure_args+=("-DVFE_KERNEL_HEADERS=$kernel_dir/include")
 fi
@@ -35,7 +43,7 @@ passed=0 failed=0 status=0
 run_ctest() {  # run_ctest PRESET [ctest args...]
   local preset=$1 log; shift
   log=$(mktemp)
-  echo "== ctest --preset $preset $*"
+  stage_begin "ctest --preset $preset $*"
   ctest --preset "$preset" "$@" 2>&1 | tee "$log" || status=1
   # "100% tests passed, 0 tests failed out of 55"
   local line; line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1)
@@ -46,7 +54,7 @@ run_ctest() {  # run_ctest PRESET [ctest args...]
 }
 
 for preset in release dev tsan fuzz; do
-  echo "== build: $preset"
+  stage_begin "build: $preset"
   cmake --preset "$preset" "${configure_args[@]}" >/dev/null
   cmake --build --preset "$preset"
 done
@@ -56,6 +64,7 @@ run_ctest dev
 run_ctest tsan
 run_ctest fuzz
 ((unit_only)) || run_ctest release -L vm
+stage_end
 
 echo "test.sh: $passed passed, $failed failed"
 ((status == 0 && failed == 0))

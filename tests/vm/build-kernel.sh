@@ -12,7 +12,24 @@ fragment=$here/kernel.fragment
 src_tar=/usr/src/linux-source-6.12.tar.xz
 die() { echo "build-kernel: $*" >&2; exit 2; }
 
-[[ -r $src_tar ]] || die "$src_tar is missing; run scripts/setup-deps.sh (package linux-source-6.12)"
+# Everything the build needs, checked before minutes of compiling: each missing tool or header
+# is named with the Debian package that has it.
+require_build_tools() {
+  local missing=() tool pkg header
+  for tool in tar xz:xz-utils make gcc ld:binutils bison flex bc perl:perl-base rsync \
+              dpkg-query:dpkg sha256sum:coreutils flock:util-linux; do
+    pkg=${tool#*:} tool=${tool%%:*}
+    command -v "$tool" >/dev/null || missing+=("$pkg$([[ $pkg == "$tool" ]] || echo " (for $tool)")")
+  done
+  for header in gelf.h:libelf-dev openssl/opensslv.h:libssl-dev; do
+    pkg=${header#*:} header=${header%%:*}
+    echo "#include <$header>" | gcc -E -x c - >/dev/null 2>&1 || missing+=("$pkg (for <$header>)")
+  done
+  [[ -r $src_tar ]] || missing+=("linux-source-6.12 (for $src_tar)")
+  ((${#missing[@]} == 0)) ||
+    die "missing before the build could start: ${missing[*]}; run scripts/setup-deps.sh (as root) or apt-get install them"
+}
+require_build_tools
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
 key=$(cat "$fragment" "${BASH_SOURCE[0]}" <(echo "$src_version") | sha256sum | cut -c1-16)
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/vfio-engine
@@ -24,30 +41,45 @@ exec 9>"$cache_root/kernel-build.lock"
 flock 9  # another run may be building the same kernel; wait for it
 if [[ -f $out/.done ]]; then echo "$out"; exit 0; fi
 
+# The build tree stays until the kernel is in $out: a failure or an interruption after it was
+# configured (during the compile, or in headers_install after bzImage) leaves it, and the next
+# run goes on from where make stopped instead of compiling the whole kernel again. Only a tree
+# whose configuration never finished is thrown away.
 build=$cache_root/build-$key
-rm -rf "$build" "$out"
-mkdir -p "$build"
-trap 'rm -rf "$build"' EXIT
-echo "build-kernel: building the 6.12 test kernel (about 4 minutes on 2 cores; cached in $out)" >&2
-tar -xJf "$src_tar" -C "$build" --strip-components=1
-cd "$build"
-make -s ARCH=x86_64 tinyconfig >&2
-scripts/kconfig/merge_config.sh -m .config "$fragment" >/dev/null
-make -s ARCH=x86_64 olddefconfig >&2
+if [[ ! -f $build/.configured ]]; then
+  rm -rf "$build"
+  mkdir -p "$build"
+  trap '[[ -f $build/.configured ]] || rm -rf "$build"' EXIT
+  echo "build-kernel: building the 6.12 test kernel (about 4 minutes on 2 cores; cached in $out)" >&2
+  tar -xJf "$src_tar" -C "$build" --strip-components=1
+  cd "$build"
+  make -s ARCH=x86_64 tinyconfig >&2
+  scripts/kconfig/merge_config.sh -m .config "$fragment" >/dev/null
+  make -s ARCH=x86_64 olddefconfig >&2
 
-# A fragment line that olddefconfig dropped (a missing dependency) would make a kernel that
-# silently lacks a feature the tests rely on: refuse it here instead.
-missing=()
-while IFS= read -r line; do
-  [[ $line =~ ^CONFIG_[A-Z0-9_]+= ]] || continue
-  grep -qxF "$line" .config || missing+=("$line")
-done <"$fragment"
-((${#missing[@]} == 0)) || die "these fragment lines did not survive olddefconfig: ${missing[*]}"
+  # A fragment line that olddefconfig dropped (a missing dependency) would make a kernel that
+  # silently lacks a feature the tests rely on: refuse it here instead.
+  missing=()
+  while IFS= read -r line; do
+    [[ $line =~ ^CONFIG_[A-Z0-9_]+= ]] || continue
+    grep -qxF "$line" .config || missing+=("$line")
+  done <"$fragment"
+  ((${#missing[@]} == 0)) || die "these fragment lines did not survive olddefconfig: ${missing[*]}"
+  touch .configured
+else
+  echo "build-kernel: going on with the 6.12 build an earlier run left in $build" >&2
+  cd "$build"
+fi
+trap '[[ -f $out/.done ]] || echo "build-kernel: failed; $build is kept, the next run goes on from there" >&2' EXIT
 
 make -s ARCH=x86_64 -j"$(nproc)" bzImage >&2
+rm -rf "$build/hdr"
 make -s ARCH=x86_64 headers_install INSTALL_HDR_PATH="$build/hdr" >&2
+rm -rf "$out"
 mkdir -p "$out"
 cp arch/x86/boot/bzImage .config "$out/"
 cp -r "$build/hdr/include" "$out/include"
 touch "$out/.done"
+cd /
+rm -rf "$build"
 echo "$out"
