@@ -26,8 +26,9 @@ esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ((EUID == 0)) || die "needs root (it runs mmdebstrap, mount and chroot); run it with sudo"
-for tool in mmdebstrap unshare chroot git tar; do
-  command -v "$tool" >/dev/null || die "'$tool' is missing on this host; apt-get install ${tool/unshare/util-linux}"
+for tool in mmdebstrap unshare setpriv chroot git tar; do
+  command -v "$tool" >/dev/null || die "'$tool' is missing on this host; apt-get install $(
+    case $tool in unshare|setpriv) echo util-linux ;; chroot) echo coreutils ;; *) echo "$tool" ;; esac)"
 done
 head=$(git -C "$repo" rev-parse --verify HEAD) || die "$repo is not a git checkout with a commit"
 [[ -z $(git -C "$repo" status --porcelain --untracked-files=no) ]] ||
@@ -68,7 +69,16 @@ flock -u 9
 # --- the root, and its removal on every way out.
 base=${VFE_FRESH_DIR:-/var/tmp}
 mkdir -p "$base"
+# nothing_mounted_under DIR: true when no mount point lies in DIR (rm must not reach the host).
+nothing_mounted_under() { ! awk -v w="$1/" '$5 ~ "^"w || $5"/" == w' /proc/self/mountinfo | grep -q .; }
+# A root whose script was killed outright (SIGKILL: no trap ran) is removed by the next run.
+for stale in "$base"/vfe-fresh.*/; do
+  [[ -f $stale/pid ]] || continue
+  kill -0 "$(cat "$stale/pid")" 2>/dev/null && continue
+  nothing_mounted_under "${stale%/}" && rm -rf --one-file-system "${stale%/}" && say "removed ${stale%/}, left by a killed run"
+done
 work=$(mktemp -d "$base/vfe-fresh.XXXXXX")
+echo $$ >"$work/pid"
 root=$work/root
 child=
 cleanup() {
@@ -76,14 +86,15 @@ cleanup() {
   trap - EXIT INT TERM HUP
   if [[ -n $child ]] && kill -0 "$child" 2>/dev/null; then
     say "stopping the command"
-    # --kill-child: unshare's death kills the namespace's first process, and with it every
-    # process of the PID namespace (QEMU, make, ctest...).
-    kill -TERM "$child" 2>/dev/null || true
+    # unshare ignores SIGINT and SIGTERM while it waits; its SIGKILL takes the namespace's first
+    # process with it (--kill-child), and with that every process of the PID namespace (QEMU,
+    # make, ctest, daemons too).
+    kill -KILL "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
   fi
   # The mounts were made in unshare's private mount namespace and died with it. Refuse to
   # delete anything if one is visible here after all: rm would reach through it into the host.
-  if awk -v w="$work/" '$5 ~ "^"w || $5"/" == w' /proc/self/mountinfo | grep -q .; then
+  if ! nothing_mounted_under "$work"; then
     say "something is still mounted under $work; not deleting it (umount -R it, then rm -rf it)"
     exit 2
   fi
@@ -103,10 +114,11 @@ git clone --quiet --no-hardlinks "$repo" "$root/root/vfio-engine"
 git -C "$root/root/vfio-engine" checkout --quiet --detach "$head"
 say "root ready in $((SECONDS - t0)) s: $root (Debian 12 minbase + $include, HEAD ${head:0:12})"
 
-# --- CMD: in its own mount and PID namespaces, so its mounts and its processes cannot outlive it.
+# --- CMD: in its own mount and PID namespaces, so its mounts and its processes cannot outlive it,
+# even when this script is killed outright (setpriv --pdeathsig: unshare goes when we go).
 t1=$SECONDS
 # shellcheck disable=SC2016  # expanded by the inner shells
-unshare --mount --propagation private --pid --fork --kill-child -- /bin/bash -c '
+setpriv --pdeathsig KILL -- unshare --mount --propagation private --pid --fork --kill-child -- /bin/bash -c '
   set -e
   r=$1; shift
   mount -t proc proc "$r/proc"
