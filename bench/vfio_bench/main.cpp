@@ -1,5 +1,5 @@
 // vfio-bench: throughput and latency of devices driven through vfio-engine, and of the engine
-// itself. See `vfio-bench --help`, `vfio-bench MODE --help`, and README.md ("vfio-bench").
+// itself. See `vfio-bench --help`, `vfio-bench MODE --help`, and docs/VFIO-BENCH.md.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>

@@ -43,7 +43,7 @@ struct Report {
 
 /// The summary: per job, the rate, throughput, latency mean/p50/p90/p99/p99.9/max, CPU per op.
 [[nodiscard]] std::string to_text(const Report& report);
-/// The same as JSON (schema: README, "vfio-bench JSON"), histogram buckets included.
+/// The same as JSON (schema: docs/VFIO-BENCH.md, "JSON"), histogram buckets included.
 [[nodiscard]] nlohmann::json to_json(const Report& report);
 /// "12.3 us", "845 ns", "1.20 ms": a nanosecond count for people.
 [[nodiscard]] std::string format_ns(double ns);

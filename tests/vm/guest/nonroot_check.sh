@@ -1,6 +1,6 @@
 #!/bin/sh
 # In the guest, run by /init as root: runs vfe_vm_tests again as an unprivileged user (uid and gid
-# 1000, "vfe", no other group, no capability) given only what README.md's "Running without root"
+# 1000, "vfe", no other group, no capability) given only what docs/USING.md's "Running without root"
 # lists: each bound device's VFIO node and a memlock limit. No hugetlbfs access is needed: DMA
 # memory comes from hugetlb memfds (the kernel's own mount). Tests that need root themselves skip,
 # saying what for. Its exit status is the tests' verdict. No-IOMMU mode is refused: opening a
