@@ -3,7 +3,6 @@
 /// `Result<T>`: a value or an `Error`, in the style of C++23 std::expected (which g++ 12 lacks in
 /// C++20 mode). Setup paths return it; no exception crosses the library boundary.
 
-#include <cassert>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -12,9 +11,19 @@
 
 namespace vfe {
 
+namespace detail {
+/// Prints "Result::value() on an Error: <message>" to stderr and aborts. Out of line, so that
+/// the check costs its callers a compare and a branch that is never taken.
+[[noreturn]] void die_value_of_error(const Error& error) noexcept;
+/// Prints "Result::error() on a value" to stderr and aborts.
+[[noreturn]] void die_error_of_value() noexcept;
+}  // namespace detail
+
 /// Holds either a `T` or an `Error`. Implicitly constructible from either, so a function can
-/// `return value;` or `return Error::invalid(...);`. Reading the wrong alternative is a bug and
-/// asserts in debug builds (it is undefined in release builds, as with std::expected).
+/// `return value;` or `return Error::invalid(...);`. Reading the wrong alternative is a bug, and
+/// defined in every build: `value()`, `*` and `->` on an Error print that error to stderr and
+/// abort the process, as does `error()` on a value (std::expected leaves both undefined). Check
+/// first (`if (!r)`, VFE_TRY, VFE_TRY_ASSIGN) wherever an Error is possible.
 template <class T>
 class [[nodiscard]] Result {
  public:
@@ -43,13 +52,22 @@ class [[nodiscard]] Result {
   [[nodiscard]] Error&& error() && { return check_error(), std::move(*std::get_if<1>(&v_)); }
 
  private:
-  void check_value() const noexcept { assert(has_value() && "Result holds an Error"); }
-  void check_error() const noexcept { assert(!has_value() && "Result holds a value"); }
+  void check_value() const noexcept {
+    if (!has_value()) [[unlikely]] {
+      detail::die_value_of_error(*std::get_if<1>(&v_));
+    }
+  }
+  void check_error() const noexcept {
+    if (has_value()) [[unlikely]] {
+      detail::die_error_of_value();
+    }
+  }
 
   std::variant<T, Error> v_;
 };
 
-/// A result with no value: success, or an `Error`.
+/// A result with no value: success, or an `Error`. `value()` on an Error and `error()` on a
+/// success abort with a message, as for `Result<T>`.
 template <>
 class [[nodiscard]] Result<void> {
  public:
@@ -58,13 +76,21 @@ class [[nodiscard]] Result<void> {
 
   [[nodiscard]] bool has_value() const noexcept { return !failed_; }
   explicit operator bool() const noexcept { return has_value(); }
-  void value() const noexcept { assert(has_value() && "Result holds an Error"); }
+  void value() const noexcept {
+    if (failed_) [[unlikely]] {
+      detail::die_value_of_error(error_);
+    }
+  }
 
   [[nodiscard]] const Error& error() const& { return check_error(), error_; }
   [[nodiscard]] Error&& error() && { return check_error(), std::move(error_); }
 
  private:
-  void check_error() const noexcept { assert(!has_value() && "Result holds no Error"); }
+  void check_error() const noexcept {
+    if (!failed_) [[unlikely]] {
+      detail::die_error_of_value();
+    }
+  }
 
   Error error_;
   bool failed_ = false;

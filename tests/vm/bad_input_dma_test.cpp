@@ -15,8 +15,10 @@
 #include "dma/dma_space.hpp"
 #include "dma/host_memory.hpp"
 #include "mmio/region.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/bad_input_support.hpp"
 #include "tests/vm/vm_env.hpp"
+#include "tests/vm/vm_support.hpp"
 #include "vfio/device.hpp"
 
 namespace vfe::vmtest {
@@ -67,44 +69,29 @@ struct DmaCase {
   }
 };
 
-std::unique_ptr<DmaCase> open_case() {
-  auto dev = vfio::Device::open(devices_of("nvme").at(0).to_string(), {.mode = mode(), .sys = nullptr});
-  if (!dev) {
-    ADD_FAILURE() << dev.error().message();
-    return nullptr;
-  }
-  auto bar = mmio::Bar::open(*dev, VFIO_PCI_BAR0_REGION_INDEX);
-  auto space = bar ? dma::DmaSpace::create(dev->shared_backend()) : Result<std::unique_ptr<dma::DmaSpace>>(bar.error());
-  if (!space) {
-    ADD_FAILURE() << space.error().message();
-    return nullptr;
-  }
-  auto c = std::unique_ptr<DmaCase>(new DmaCase{std::move(*dev), std::move(*bar), std::move(*space), std::nullopt});
-  auto live = dma::DmaBuffer::allocate(*c->space, 2 * kMiB);  // a hugepage, also without an IOMMU
-  if (!live) {
-    ADD_FAILURE() << live.error().message();
-    return nullptr;
-  }
-  c->live.emplace(std::move(*live));
+// The first NVMe with its BAR 0, a DmaSpace and the live mapping, for VFE_ASSERT_OK_AND_ASSIGN.
+Result<std::unique_ptr<DmaCase>> open_case() {
+  VFE_TRY_ASSIGN(auto dev, open_device("nvme"));
+  VFE_TRY_ASSIGN(auto bar, mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX));
+  VFE_TRY_ASSIGN(auto space, dma::DmaSpace::create(dev.shared_backend()));
+  auto c = std::unique_ptr<DmaCase>(new DmaCase{std::move(dev), std::move(bar), std::move(space), std::nullopt});
+  // A hugepage, also without an IOMMU.
+  VFE_TRY_ASSIGN(auto live, dma::DmaBuffer::allocate(*c->space, 2 * kMiB));
+  c->live.emplace(std::move(live));
   return c;
 }
 
-// A 4 KiB page of our own, not mapped.
-HostMemory page() {
-  auto m = HostMemory::allocate(4096, {.hugepages = false, .numa_node = -1});
-  EXPECT_TRUE(m) << m.error().message();
-  return std::move(m).value();
-}
+// A 4 KiB page of our own, not mapped, for VFE_ASSERT_OK_AND_ASSIGN.
+Result<HostMemory> page() { return HostMemory::allocate(4096, {.hugepages = false, .numa_node = -1}); }
 
-#define OPEN_CASE(c)    \
-  auto c = open_case(); \
-  ASSERT_TRUE(c);       \
+#define OPEN_CASE(c)                             \
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_case()); \
   const DmaState before = c->state()
 
 TEST(BadInput, MapZeroBytes) {
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->space->map(p.data(), 0), EINVAL, {"0 bytes", "non-zero multiples of 4096"});
   c->expect_unchanged(before);
 }
@@ -112,7 +99,7 @@ TEST(BadInput, MapZeroBytes) {
 TEST(BadInput, MapUnalignedSize) {
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->space->map(p.data(), 3000), EINVAL, {"3000 bytes", "non-zero multiples of 4096"});
   c->expect_unchanged(before);
 }
@@ -120,7 +107,7 @@ TEST(BadInput, MapUnalignedSize) {
 TEST(BadInput, MapUnalignedAddress) {
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->space->map(static_cast<char*>(p.data()) + 512, 4096), EINVAL,
                     {"4096 bytes at 0x", "multiples of 4096"});
   c->expect_unchanged(before);
@@ -146,7 +133,7 @@ TEST(BadInput, MapAtAnIovaAlreadyInUse) {
   }
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   const std::uint64_t taken = dma::to_u64(c->live->iova());
   EXPECT_FAILS_WITH(c->backend().map(p.data(), 4096, taken), EEXIST, {"overlaps an existing mapping"});
   c->expect_unchanged(before);
@@ -158,7 +145,7 @@ TEST(BadInput, MapInTheMsiWindowOutsideTheIovaRanges) {
   }
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->backend().map(p.data(), 4096, 0xfee00000), EINVAL,
                     {"IOVA 0xfee00000", "outside the IOVA ranges the IOMMU allows", "0xfedfffff]"});
   c->expect_unchanged(before);
@@ -173,7 +160,7 @@ TEST(BadInput, MapBeyondTheIommuAperture) {
   ASSERT_FALSE(before.ranges.empty());
   const std::uint64_t beyond = before.ranges.back().last + 1;
   ASSERT_NE(beyond, 0U) << "the ranges cover all 64 bits";
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->backend().map(p.data(), 4096, beyond), EINVAL, {"outside the IOVA ranges"});
   c->expect_unchanged(before);
 }
@@ -186,11 +173,11 @@ TEST(BadInput, MapBeyondTheDeviceDmaMask) {
   auto narrow = dma::DmaSpace::create(c->dev.shared_backend(), 20);
   ASSERT_TRUE(narrow) << narrow.error().message();
   if (mode() == IommuMode::noiommu) {
-    const HostMemory p = page();
+    VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
     EXPECT_FAILS_WITH((*narrow)->map(p.data(), 4096), ERANGE, {"beyond the device's 20-bit DMA mask"});
   } else {
     auto big = HostMemory::allocate(2 * kMiB, {.hugepages = false, .numa_node = -1});
-    ASSERT_TRUE(big);
+    ASSERT_TRUE(big) << big.error().message();
     EXPECT_FAILS_WITH((*narrow)->map(big->data(), big->size()), ENOSPC,
                       {"no free IOVA run of 2097152 bytes", "largest free run"});
   }
@@ -219,7 +206,7 @@ TEST(BadInput, DmaMaskThatLeavesNoUsablePage) {
 TEST(BadInput, UnmapTwice) {
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   ASSERT_TRUE(c->space->map(p.data(), 4096));
   ASSERT_TRUE(c->space->unmap(p.data(), 4096));
   EXPECT_FAILS_WITH(c->space->unmap(p.data(), 4096), ENOENT, {"4096 bytes at", "not mapped (double unmap?)"});
@@ -229,7 +216,7 @@ TEST(BadInput, UnmapTwice) {
 TEST(BadInput, UnmapMemoryNeverMapped) {
   const NoLeaks guard;
   OPEN_CASE(c);
-  const HostMemory p = page();
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory p, page());
   EXPECT_FAILS_WITH(c->space->unmap(p.data(), 4096), ENOENT, {"not mapped"});
   c->expect_unchanged(before);
 }

@@ -17,6 +17,7 @@
 #include "mmio/region.hpp"
 #include "tests/vm/bad_input_support.hpp"
 #include "tests/vm/nvme_support.hpp"
+#include "tests/vm/vm_support.hpp"
 #include "vfio/device.hpp"
 
 namespace vfe::vmtest {
@@ -24,15 +25,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using nvme::IoOpcode;
-
-vfio::Device open_device(const std::string& kind) {
-  auto dev = vfio::Device::open(devices_of(kind).at(0).to_string(), {.mode = mode(), .sys = nullptr});
-  if (!dev) {
-    ADD_FAILURE() << dev.error().message();
-    std::abort();
-  }
-  return std::move(dev).value();
-}
 
 // MSI-X still works on `dev`: two vectors enabled, one fired in software, delivered.
 void expect_msix_works(const vfio::Device& dev) {
@@ -44,7 +36,7 @@ void expect_msix_works(const vfio::Device& dev) {
 
 TEST(BadInput, MsixVectorsBeyondTheTable) {
   const NoLeaks guard;
-  const vfio::Device dev = open_device("nvme");
+  VFE_ASSERT_OK_AND_ASSIGN(const vfio::Device dev, open_device("nvme"));
   const auto info = dev.irq_info(VFIO_PCI_MSIX_IRQ_INDEX);
   ASSERT_TRUE(info && info->count > 0);
   EXPECT_FAILS_WITH(irq::IrqSet::enable(dev, irq::IrqIndex::msix, info->count + 1), EINVAL,
@@ -55,7 +47,7 @@ TEST(BadInput, MsixVectorsBeyondTheTable) {
 
 TEST(BadInput, MsixTriggerBeyondTheEnabledVectors) {
   const NoLeaks guard;
-  const vfio::Device dev = open_device("nvme");
+  VFE_ASSERT_OK_AND_ASSIGN(const vfio::Device dev, open_device("nvme"));
   auto irqs = irq::IrqSet::enable(dev, irq::IrqIndex::msix, 4);
   ASSERT_TRUE(irqs) << irqs.error().message();
   EXPECT_FAILS_WITH(irqs->trigger(4), EINVAL, {"MSI-X vector 4 is beyond the 4 enabled"});
@@ -66,7 +58,7 @@ TEST(BadInput, MsixTriggerBeyondTheEnabledVectors) {
 
 TEST(BadInput, MsixOnADeviceWithoutMsix) {
   const NoLeaks guard;
-  const vfio::Device dev = open_device("edu");
+  VFE_ASSERT_OK_AND_ASSIGN(const vfio::Device dev, open_device("edu"));
   EXPECT_FAILS_WITH(irq::IrqSet::enable(dev, irq::IrqIndex::msix, 1), ENOTSUP,
                     {dev.bdf().to_string() + " has no MSI-X interrupts"});
   EXPECT_TRUE(irq::IrqSet::enable(dev, irq::IrqIndex::msi, 1)) << "edu's MSI";
@@ -81,25 +73,14 @@ struct NvmeCase {
   std::optional<dma::DmaBuffer> buf;
   std::unique_ptr<nvme::IoQueue> queue;
 
-  static std::unique_ptr<NvmeCase> open(std::uint32_t io_queues = 2) {
+  static Result<std::unique_ptr<NvmeCase>> open(std::uint32_t io_queues = 2) {
     auto c = std::make_unique<NvmeCase>();
     nvme::ControllerOptions opts;
     opts.io_queues = io_queues;
-    c->ctrl = open_nvme(0, opts);
-    engine::WorkerOptions wo;
-    wo.mode = engine::WorkerMode::polling;
-    auto w = engine::Worker::start(std::move(wo));
-    EXPECT_TRUE(w) << (w ? "" : w.error().message());
-    if (!c->ctrl || !w) {
-      return nullptr;
-    }
-    c->worker = std::move(w).value();
-    auto b = dma::DmaBuffer::allocate(c->ctrl->dma_space(), 16384);
-    EXPECT_TRUE(b) << (b ? "" : b.error().message());
-    if (!b) {
-      return nullptr;
-    }
-    c->buf.emplace(std::move(*b));
+    VFE_TRY_ASSIGN(c->ctrl, open_nvme(0, opts));
+    VFE_TRY_ASSIGN(c->worker, start_worker(engine::WorkerMode::polling));
+    VFE_TRY_ASSIGN(auto b, dma::DmaBuffer::allocate(c->ctrl->dma_space(), 16384));
+    c->buf.emplace(std::move(b));
     return c;
   }
   Result<std::unique_ptr<nvme::IoQueue>> make_queue(std::uint32_t entries = 32) {
@@ -128,15 +109,13 @@ struct NvmeCase {
 // The first controller and worker of the process start threads whose stacks and malloc arenas
 // glibc keeps for reuse: make them exist before the first snapshot.
 void warm_up_nvme() {
-  auto c = NvmeCase::open();
-  ASSERT_TRUE(c);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, NvmeCase::open());
   c->expect_io_works();
 }
 
 #define NVME_CASE(c, ...)                    \
   const NoLeaks guard("nvme", warm_up_nvme); \
-  auto c = NvmeCase::open(__VA_ARGS__);      \
-  ASSERT_TRUE(c)
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, NvmeCase::open(__VA_ARGS__))
 
 TEST(BadInput, NvmeQueueDepthBeyondWhatTheControllerAllows) {
   NVME_CASE(c);
@@ -208,7 +187,7 @@ TEST(BadInput, NvmeDriverOnTheEduDevice) {
   opts.mode = mode();
   EXPECT_FAILS_WITH(nvme::Controller::create(edu, opts), EINVAL,
                     {edu + " has PCI class code", "not 010802 (NVM Express)"});
-  const vfio::Device dev = open_device("edu");
+  VFE_ASSERT_OK_AND_ASSIGN(const vfio::Device dev, open_device("edu"));
   auto bar = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
   ASSERT_TRUE(bar) << bar.error().message();
   EXPECT_EQ(bar->read32(0) & 0xff, 0xedU) << "edu's ID register";

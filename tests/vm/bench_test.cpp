@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/vm_env.hpp"
 
 extern char** environ;
@@ -46,19 +47,20 @@ int run(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// vfio-bench ARGS --json --output FILE, its exit status asserted 0, its JSON returned.
-json bench(std::vector<std::string> args) {
+// vfio-bench ARGS --json --output FILE, its exit status expected 0 (the report's checks then say
+// what went wrong); its JSON, or an error when it wrote none that parses (for
+// VFE_ASSERT_OK_AND_ASSIGN, so that no check reads a report that is not there).
+Result<json> bench(std::vector<std::string> args) {
   const std::string out = "/tmp/vfio-bench.json";
   std::filesystem::remove(out);
   args.insert(args.begin(), "vfio-bench");
   args.insert(args.end(), {"--json", "--output", out, "--no-progress"});
   EXPECT_EQ(run(args), 0) << "vfio-bench failed";
   std::ifstream in(out);
-  if (!in) {
-    ADD_FAILURE() << "vfio-bench wrote no " << out;
-    return json::object();
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Error{{}, "vfio-bench", "wrote no JSON report to " + out + " that parses"};
   }
-  const json j = json::parse(in);
   std::printf("%s\n", j.dump().substr(0, 600).c_str());
   return j;
 }
@@ -89,6 +91,8 @@ void check_job(const json& job) {
   }
 }
 
+// Fails fatally (call it under ASSERT_NO_FATAL_FAILURE) when the report has not `jobs` jobs, so
+// that the caller does not index past them.
 void check_report(const json& r, const std::string& mode, std::size_t jobs) {
   EXPECT_EQ(r.value("mode", ""), mode);
   EXPECT_EQ(r.value("errors", 1), 0);
@@ -104,8 +108,8 @@ std::string first(const std::string& kind) { return devices_of(kind).at(0).to_st
 const std::vector<std::string> kScratch = {"--offset", "40M", "--size", "16M"};
 
 TEST(VfioBenchVm, Loopback) {
-  const json r = bench({"loopback", "--time", "1"});
-  check_report(r, "loopback", 3);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench({"loopback", "--time", "1"}));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "loopback", 3));
   EXPECT_GT(r.at("comparison").at("ratio_to_nop_batch32").get<double>(), 0.0);
 }
 
@@ -114,8 +118,8 @@ void nvme_both_controllers(const char* completion) {
   std::vector<std::string> args = {"nvme", first("nvme"), devices_of("nvme").at(1).to_string(), "--rw", "randrw",
                                    "--bs", "4k", "--qd", "32", "--time", "2", "--completion", completion};
   args.insert(args.end(), kScratch.begin(), kScratch.end());
-  const json r = bench(args);
-  check_report(r, "nvme", 2);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench(args));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "nvme", 2));
   for (const auto& job : r.at("jobs")) {
     EXPECT_EQ(job.at("latency").at("count"), job.at("ops")) << "every I/O is timed";
     EXPECT_EQ(job.at("bytes").get<std::uint64_t>(), job.at("ops").get<std::uint64_t>() * 4096);
@@ -131,14 +135,15 @@ TEST(VfioBenchVm, NvmeBothControllersInterrupt) { nvme_both_controllers("irq"); 
 TEST(VfioBenchVm, NvmeBothControllersAdaptive) { nvme_both_controllers("adaptive"); }
 
 TEST(VfioBenchVm, MmioReadsTheNvmeCapRegister) {
-  const json r = bench({"mmio", first("nvme"), "--offset", "0", "--width", "64", "--time", "1"});
-  check_report(r, "mmio", 1);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r,
+                           bench({"mmio", first("nvme"), "--offset", "0", "--width", "64", "--time", "1"}));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "mmio", 1));
   EXPECT_NE(r.at("jobs")[0].at("extra").at("value"), "0x0") << "CAP is never 0";
 }
 
 TEST(VfioBenchVm, IrqThroughTheWholePath) {
-  const json r = bench({"irq", first("nvme"), "--vectors", "2", "--time", "1"});
-  check_report(r, "irq", 3);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench({"irq", first("nvme"), "--vectors", "2", "--time", "1"}));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "irq", 3));
   const auto& jobs = r.at("jobs");
   EXPECT_EQ(jobs[0].at("ops").get<std::uint64_t>(),
             jobs[1].at("ops").get<std::uint64_t>() + jobs[2].at("ops").get<std::uint64_t>())
@@ -148,17 +153,18 @@ TEST(VfioBenchVm, IrqThroughTheWholePath) {
 TEST(VfioBenchVm, DmaMapUnmapAndTheEduEngine) {
   // No-IOMMU mode maps only physically contiguous memory: one hugepage at most.
   const bool noiommu = mode() == vfio::IommuMode::noiommu;
-  const json r = bench({"dma", first("edu"), "--sizes", noiommu ? "4k,2M" : "4k,2M,16M", "--edu", "--time", "3"});
-  check_report(r, "dma", noiommu ? 3 : 4);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench({"dma", first("edu"), "--sizes", noiommu ? "4k,2M" : "4k,2M,16M",
+                                                 "--edu", "--time", "3"}));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "dma", noiommu ? 3 : 4));
 }
 
 // Frames from the first e1000e to the second for a second, in each completion mode: every frame
 // timed, none lost or damaged (each would be an error), the devices' counters agreeing.
 void nic_frames(const char* completion) {
   const auto nics = devices_of("e1000e");
-  const json r = bench({"nic", nics.at(0).to_string(), nics.at(1).to_string(), "--size", "60-1514", "--time", "1",
-                        "--completion", completion});
-  check_report(r, "nic", 1);
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench({"nic", nics.at(0).to_string(), nics.at(1).to_string(), "--size",
+                                                 "60-1514", "--time", "1", "--completion", completion}));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "nic", 1));
   const json& job = r.at("jobs")[0];
   EXPECT_EQ(job.at("latency").at("count"), job.at("ops")) << "every frame received is timed";
   EXPECT_EQ(job.at("extra").at("sent"), job.at("ops")) << "all sent frames arrived";
@@ -179,8 +185,8 @@ TEST(VfioBenchVm, FioOnTheKernelDriverForComparison) {
   std::vector<std::string> args = {"nvme", first("nvme"), "--rw", "randread", "--bs", "4k", "--qd", "32",
                                    "--time", "2", "--completion", "irq"};
   args.insert(args.end(), kScratch.begin(), kScratch.end());
-  const json ours = bench(args);
-  check_report(ours, "nvme", 1);
+  VFE_ASSERT_OK_AND_ASSIGN(const json ours, bench(args));
+  ASSERT_NO_FATAL_FAILURE(check_report(ours, "nvme", 1));
   ASSERT_EQ(run({"devbind.sh", "unbind", first("nvme")}), 0);
   struct Rebind {  // back to vfio-pci however the test ends
     ~Rebind() { EXPECT_EQ(run({"devbind.sh", "bind", first("nvme")}), 0); }

@@ -9,7 +9,9 @@
 #include "irq/irq_set.hpp"
 #include "mmio/config_space.hpp"
 #include "mmio/region.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/vm_env.hpp"
+#include "tests/vm/vm_support.hpp"
 #include "vfio/device.hpp"
 
 namespace vfe {
@@ -30,19 +32,10 @@ constexpr std::uint64_t kEduIrqStatus = 0x24;
 constexpr std::uint64_t kEduIrqRaise = 0x60;
 constexpr std::uint64_t kEduIrqAck = 0x64;
 
-Device open_or_fail(const vfio::Bdf& bdf) {
-  auto dev = Device::open(bdf.to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-  if (!dev) {
-    ADD_FAILURE() << dev.error().message();
-    std::abort();
-  }
-  return std::move(dev).value();
-}
-
 TEST(Nvme, Bar0CapAndVersionDecode) {
   for (const auto& bdf : vmtest::devices_of("nvme")) {
     SCOPED_TRACE(bdf.to_string());
-    const Device dev = open_or_fail(bdf);
+    VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device(bdf));
     auto bar0 = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
     ASSERT_TRUE(bar0) << bar0.error().message();
     EXPECT_TRUE(bar0->is_mapped(0, 0x1000)) << "NVMe registers should be mmap'd";
@@ -61,10 +54,11 @@ TEST(Nvme, Bar0CapAndVersionDecode) {
 }
 
 TEST(Nvme, ConfigSpaceListsMsixInBar0) {
-  const Device dev = open_or_fail(vmtest::devices_of("nvme").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme"));
   auto config = mmio::ConfigSpace::open(dev);
   ASSERT_TRUE(config) << config.error().message();
-  EXPECT_EQ(config->read16(0).value(), 0x1b36);
+  VFE_ASSERT_OK_AND_ASSIGN(const std::uint16_t vendor, config->read16(0));
+  EXPECT_EQ(vendor, 0x1b36);
   auto msix = config->msix();
   ASSERT_TRUE(msix) << msix.error().message();
   ASSERT_TRUE(msix->has_value());
@@ -79,7 +73,7 @@ TEST(Nvme, ConfigSpaceListsMsixInBar0) {
 }
 
 TEST(Nvme, SoftwareTriggeredMsixVectorArrivesOnItsEventfdOnly) {
-  const Device dev = open_or_fail(vmtest::devices_of("nvme").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme"));
   auto irqs = irq::IrqSet::enable(dev, irq::IrqIndex::msix, 4);
   ASSERT_TRUE(irqs) << irqs.error().message();
   ASSERT_TRUE(irqs->trigger(2));
@@ -93,7 +87,7 @@ TEST(Nvme, SoftwareTriggeredMsixVectorArrivesOnItsEventfdOnly) {
 }
 
 TEST(Nvme, ResetRestoresRegistersAndLeavesTheControllerReadable) {
-  Device dev = open_or_fail(vmtest::devices_of("nvme").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(Device dev, vmtest::open_device("nvme"));
   ASSERT_TRUE(dev.reset_supported());
   auto bar0 = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
   ASSERT_TRUE(bar0);
@@ -113,7 +107,7 @@ TEST(Nvme, HotResetWhereTheBusAllowsIt) {
   // The NVMe behind the pxb-pcie root port sits on a bus its port can reset.
   const vfio::Bdf behind_port = vmtest::devices_of("nvme").at(1);
   ASSERT_EQ(behind_port.bus, 0x81);
-  Device dev = open_or_fail(behind_port);
+  VFE_ASSERT_OK_AND_ASSIGN(Device dev, vmtest::open_device(behind_port));
   auto bar0 = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
   ASSERT_TRUE(bar0);
   bar0->write32(kNvmeCc, 0x00460000);
@@ -122,14 +116,14 @@ TEST(Nvme, HotResetWhereTheBusAllowsIt) {
   EXPECT_EQ(bar0->read32(kNvmeCc), 0U) << "the bus reset clears CC";
   EXPECT_EQ(bar0->read32(kNvmeVs) >> 16, 1U);
   // A root-complex endpoint has no bus to reset: a clear refusal, not a silent success.
-  Device root = open_or_fail(vmtest::devices_of("nvme").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(Device root, vmtest::open_device("nvme"));
   auto refused = root.hot_reset();
   ASSERT_FALSE(refused);
   EXPECT_FALSE(refused.error().message().empty());
 }
 
 TEST(Nvme, ReqInterruptIsOfferedAndDeliverable) {
-  const Device dev = open_or_fail(vmtest::devices_of("nvme").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme"));
   auto req = irq::IrqSet::enable(dev, irq::IrqIndex::req, 1);
   ASSERT_TRUE(req) << req.error().message();
   ASSERT_TRUE(req->trigger(0));
@@ -138,7 +132,7 @@ TEST(Nvme, ReqInterruptIsOfferedAndDeliverable) {
 }
 
 TEST(Edu, LivenessAndFactorialThroughTheBar) {
-  const Device dev = open_or_fail(vmtest::devices_of("edu").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("edu"));
   auto bar = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX);
   ASSERT_TRUE(bar) << bar.error().message();
   EXPECT_EQ(bar->read32(kEduId) & 0xff, 0xedU);
@@ -152,7 +146,7 @@ TEST(Edu, LivenessAndFactorialThroughTheBar) {
 }
 
 TEST(Edu, MsiFromTheDeviceReachesTheEventfd) {
-  const Device dev = open_or_fail(vmtest::devices_of("edu").at(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("edu"));
   auto config = mmio::ConfigSpace::open(dev);
   ASSERT_TRUE(config);
   ASSERT_TRUE(config->enable_bus_master());  // an MSI is a DMA write

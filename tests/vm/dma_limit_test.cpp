@@ -81,25 +81,23 @@ TEST(DmaEntryLimit, NvmeRunsUnderALimitOf64AndExhaustionNamesTheLimit) {
     ASSERT_TRUE(write_param(std::to_string(kLimit)));
   }
 
-  auto c = open_nvme(0);  // a new container: the budget applies from here
-  ASSERT_TRUE(c);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));  // a new container: the budget applies from here
   const auto avail = c->device().backend().dma_avail();
   ASSERT_TRUE(avail.has_value());
   EXPECT_LE(*avail, kLimit) << "the container took the lowered limit";
   engine::WorkerOptions wo;
   wo.mode = engine::WorkerMode::polling;
-  auto worker = engine::Worker::start(wo);
-  ASSERT_TRUE(worker);
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, engine::Worker::start(wo));
   {
-    auto q = c->create_io_queue(**worker, {.entries = kDepth + 1, .completion = engine::CompletionMode::polling});
+    VFE_ASSERT_OK_AND_ASSIGN(auto out, dma::DmaBuffer::allocate(c->dma_space(), kDepth * kIoBytes));
+    VFE_ASSERT_OK_AND_ASSIGN(auto in, dma::DmaBuffer::allocate(c->dma_space(), kDepth * kIoBytes));
+    // After the buffers, so that it goes first: it completes what is in flight into them.
+    auto q = c->create_io_queue(*worker, {.entries = kDepth + 1, .completion = engine::CompletionMode::polling});
     ASSERT_TRUE(q) << q.error().message();
-    auto out = dma_buffer(*c, kDepth * kIoBytes);
-    auto in = dma_buffer(*c, kDepth * kIoBytes);
-    ASSERT_TRUE(out && in);
-    fill_pattern(out->data(), 0, kScratchBegin, kDepth * kIoBytes);
-    io_at_depth(**q, **worker, *out, nvme::IoOpcode::write);
-    io_at_depth(**q, **worker, *in, nvme::IoOpcode::read);
-    EXPECT_EQ(first_mismatch(in->data(), 0, kScratchBegin, kDepth * kIoBytes), ~0ULL);
+    fill_pattern(out.data(), 0, kScratchBegin, kDepth * kIoBytes);
+    io_at_depth(**q, *worker, out, nvme::IoOpcode::write);
+    io_at_depth(**q, *worker, in, nvme::IoOpcode::read);
+    EXPECT_EQ(first_mismatch(in.data(), 0, kScratchBegin, kDepth * kIoBytes), ~0ULL);
     const auto used = *avail - *c->device().backend().dma_avail();
     EXPECT_EQ(used, 3U) << "the I/O queue (SQ, CQ and PRP lists in one buffer) and two data buffers";
 

@@ -20,7 +20,9 @@
 #include "irq/irq_set.hpp"
 #include "mmio/config_space.hpp"
 #include "mmio/region.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/vm_env.hpp"
+#include "tests/vm/vm_support.hpp"
 #include "vfio/device.hpp"
 
 namespace vfe {
@@ -50,20 +52,13 @@ struct Edu {
   Device dev;
   mmio::Bar bar;
 
-  static Edu open() {
-    auto dev = Device::open(vmtest::devices_of("edu").at(0).to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-    if (!dev) {
-      ADD_FAILURE() << dev.error().message();
-      std::abort();
-    }
-    auto config = mmio::ConfigSpace::open(*dev);
-    EXPECT_TRUE(config && config->enable_bus_master());
-    auto bar = mmio::Bar::open(*dev, VFIO_PCI_BAR0_REGION_INDEX);
-    if (!bar) {
-      ADD_FAILURE() << bar.error().message();
-      std::abort();
-    }
-    return Edu{std::move(dev).value(), std::move(bar).value()};
+  // The rig's edu, bus master (its DMA engine needs it), for VFE_ASSERT_OK_AND_ASSIGN.
+  static Result<Edu> open() {
+    VFE_TRY_ASSIGN(auto dev, vmtest::open_device("edu"));
+    VFE_TRY_ASSIGN(auto config, mmio::ConfigSpace::open(dev));
+    VFE_TRY(config.enable_bus_master());
+    VFE_TRY_ASSIGN(auto bar, mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX));
+    return Edu{std::move(dev), std::move(bar)};
   }
 
   void start(std::uint64_t src, std::uint64_t dst, std::uint32_t count, std::uint32_t cmd) {
@@ -84,15 +79,6 @@ struct Edu {
   }
 };
 
-std::unique_ptr<dma::DmaSpace> space_for(const Device& dev, unsigned mask_bits) {
-  auto space = dma::DmaSpace::create(dev.shared_backend(), mask_bits);
-  if (!space) {
-    ADD_FAILURE() << space.error().message();
-    std::abort();
-  }
-  return std::move(space).value();
-}
-
 std::string kernel_log() {
   const int size = ::klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, nullptr, 0);
   std::string buf(static_cast<std::size_t>(std::max(size, 4096)), '\0');
@@ -108,8 +94,8 @@ bool kernel_log_readable() {
 }
 
 TEST(EduDma, RoundTripHostToDeviceToHost) {
-  Edu edu = Edu::open();
-  auto space = space_for(edu.dev, kEduMaskBits);
+  VFE_ASSERT_OK_AND_ASSIGN(Edu edu, Edu::open());
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(edu.dev.shared_backend(), kEduMaskBits));
   auto src = dma::DmaBuffer::allocate(*space, 4096, {.hugepages = false, .numa_node = -1});
   auto dst = dma::DmaBuffer::allocate(*space, 4096, {.hugepages = false, .numa_node = -1});
   ASSERT_TRUE(src) << src.error().message();
@@ -140,8 +126,8 @@ TEST(EduDma, UnmappedIovaIsBlockedByTheIommu) {
   if (vmtest::mode() == IommuMode::noiommu) {
     GTEST_SKIP() << "no IOMMU, no isolation: that is what no-IOMMU mode means";
   }
-  Edu edu = Edu::open();
-  auto space = space_for(edu.dev, kEduMaskBits);
+  VFE_ASSERT_OK_AND_ASSIGN(Edu edu, Edu::open());
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(edu.dev.shared_backend(), kEduMaskBits));
   auto target = dma::HostMemory::allocate(4096, {.hugepages = false, .numa_node = -1});
   ASSERT_TRUE(target);
   std::memset(target->data(), 0x5a, 4096);
@@ -172,9 +158,8 @@ TEST(EduDma, UnmappedIovaIsBlockedByTheIommu) {
 }
 
 TEST(Dma, MapUnmapCyclesLeaveTheSpaceAsItWas) {
-  auto dev = Device::open(vmtest::devices_of("nvme").at(0).to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-  ASSERT_TRUE(dev) << dev.error().message();
-  auto space = space_for(*dev, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme"));
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(dev.shared_backend(), 64));
   const bool physical = vmtest::mode() == IommuMode::noiommu;
   // Blocks of mixed sizes; without an IOMMU a mapping must be physically contiguous, so 4 KiB
   // pages or hugepages only.
@@ -220,9 +205,8 @@ TEST(Dma, MapUnmapCyclesLeaveTheSpaceAsItWas) {
 }
 
 TEST(Dma, PoolBuffersShareMappings) {
-  auto dev = Device::open(vmtest::devices_of("nvme").at(0).to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-  ASSERT_TRUE(dev) << dev.error().message();
-  auto space = space_for(*dev, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme"));
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(dev.shared_backend(), 64));
   const auto avail_before = space->backend().dma_avail();
   auto pool = dma::DmaPool::create(*space);
   ASSERT_TRUE(pool) << pool.error().message();
@@ -246,9 +230,8 @@ TEST(Dma, PoolBuffersShareMappings) {
 }
 
 TEST(Dma, MemoryLandsOnTheNumaNodeAskedFor) {
-  auto dev = Device::open(vmtest::devices_of("nvme").at(1).to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-  ASSERT_TRUE(dev) << dev.error().message();
-  auto space = space_for(*dev, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(const Device dev, vmtest::open_device("nvme", 1));
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(dev.shared_backend(), 64));
   for (const int node : {0, 1}) {
     auto buf = dma::DmaBuffer::allocate(*space, 64 * 1024, {.hugepages = false, .numa_node = node});
     if (!buf && vmtest::mode() == IommuMode::noiommu) {

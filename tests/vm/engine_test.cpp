@@ -21,7 +21,9 @@
 #include "irq/irq_set.hpp"
 #include "mmio/config_space.hpp"
 #include "mmio/region.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/vm_env.hpp"
+#include "tests/vm/vm_support.hpp"
 #include "vfio/device.hpp"
 
 namespace vfe {
@@ -31,15 +33,6 @@ using namespace std::chrono_literals;
 // NVMe 1.4 §3.1 controller registers.
 constexpr std::uint64_t kCap = 0x00, kCc = 0x14, kCsts = 0x1c, kAqa = 0x24, kAsq = 0x28,
                         kAcq = 0x30, kDoorbells = 0x1000;
-
-vfio::Device open_or_die(const vfio::Bdf& bdf) {
-  auto dev = vfio::Device::open(bdf.to_string(), {.mode = vmtest::mode(), .sys = nullptr});
-  if (!dev) {
-    ADD_FAILURE() << dev.error().message();
-    std::abort();
-  }
-  return std::move(dev).value();
-}
 
 int node_of_page(const void* p) {
   void* page = const_cast<void*>(p);
@@ -73,10 +66,11 @@ TEST(EngineVm, NodeOneNvmeIsServedOnNodeOneAndItsInterruptArrivesThere) {
   const int node = (*engine)->node_of(**worker);
   EXPECT_EQ(node, 1);
 
-  vfio::Device dev = open_or_die(bdf);
-  ASSERT_TRUE(mmio::ConfigSpace::open(dev).value().enable_bus_master());
-  auto bar = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX).value();
-  auto space = dma::DmaSpace::create(dev.shared_backend()).value();
+  VFE_ASSERT_OK_AND_ASSIGN(vfio::Device dev, vmtest::open_device(bdf));
+  VFE_ASSERT_OK_AND_ASSIGN(auto config, mmio::ConfigSpace::open(dev));
+  VFE_ASSERT_OK(config.enable_bus_master());
+  VFE_ASSERT_OK_AND_ASSIGN(auto bar, mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX));
+  VFE_ASSERT_OK_AND_ASSIGN(auto space, dma::DmaSpace::create(dev.shared_backend()));
   const dma::MemoryOptions on_node{.hugepages = false, .numa_node = node};
   auto sq = dma::DmaBuffer::allocate(*space, 4096, on_node);
   auto cq = dma::DmaBuffer::allocate(*space, 4096, on_node);
@@ -87,7 +81,7 @@ TEST(EngineVm, NodeOneNvmeIsServedOnNodeOneAndItsInterruptArrivesThere) {
   }
 
   // Admin completions arrive on MSI-X vector 0; the node-1 worker watches its eventfd.
-  auto irqs = irq::IrqSet::enable(dev, irq::IrqIndex::msix, 1).value();
+  VFE_ASSERT_OK_AND_ASSIGN(auto irqs, irq::IrqSet::enable(dev, irq::IrqIndex::msix, 1));
   std::atomic<int> fired_on_cpu{-1};
   std::atomic<bool> on_worker{false};
   ASSERT_TRUE((*worker)->watch(irqs.eventfd(0), [&](std::uint64_t) {
@@ -136,10 +130,11 @@ TEST(EngineVm, EduMsiArrivesOnTheWorkerOfItsNode) {
   auto worker = (*engine)->worker_for_device(bdf);  // edu has no node: the first node's worker
   ASSERT_TRUE(worker) << worker.error().message();
   const std::vector<int> cpus = (*worker)->options().cpus;
-  vfio::Device dev = open_or_die(bdf);
-  ASSERT_TRUE(mmio::ConfigSpace::open(dev).value().enable_bus_master());
-  auto bar = mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX).value();
-  auto irqs = irq::IrqSet::enable(dev, irq::IrqIndex::msi, 1).value();
+  VFE_ASSERT_OK_AND_ASSIGN(vfio::Device dev, vmtest::open_device(bdf));
+  VFE_ASSERT_OK_AND_ASSIGN(auto config, mmio::ConfigSpace::open(dev));
+  VFE_ASSERT_OK(config.enable_bus_master());
+  VFE_ASSERT_OK_AND_ASSIGN(auto bar, mmio::Bar::open(dev, VFIO_PCI_BAR0_REGION_INDEX));
+  VFE_ASSERT_OK_AND_ASSIGN(auto irqs, irq::IrqSet::enable(dev, irq::IrqIndex::msi, 1));
   std::atomic<int> count{0};
   std::atomic<int> cpu{-1};
   ASSERT_TRUE((*worker)->watch(irqs.eventfd(0), [&](std::uint64_t n) {
@@ -167,8 +162,8 @@ namespace {
 // Without root the library refuses, saying so, and the test skips.
 TEST(EngineVm, SteersTheDevicesInterruptLinesToTheWorkersCpus) {
   const vfio::Bdf bdf = vmtest::devices_of("nvme").at(1);
-  vfio::Device dev = open_or_die(bdf);
-  auto irqs = irq::IrqSet::enable(dev, irq::IrqIndex::msix, 2).value();
+  VFE_ASSERT_OK_AND_ASSIGN(vfio::Device dev, vmtest::open_device(bdf));
+  VFE_ASSERT_OK_AND_ASSIGN(auto irqs, irq::IrqSet::enable(dev, irq::IrqIndex::msix, 2));
   const std::vector<int> cpus = {1};
   auto steered = engine::steer_device_irqs(bdf, cpus);
   if (!vmtest::is_root()) {

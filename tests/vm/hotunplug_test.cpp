@@ -102,11 +102,9 @@ struct Reads {
 void open_reads(Reads& r) {
   nvme::ControllerOptions opts;
   opts.io_timeout = 120s;
-  r.ctrl = open_nvme(1, opts);
-  ASSERT_TRUE(r.ctrl);
+  VFE_ASSERT_OK_AND_ASSIGN(r.ctrl, open_nvme(1, opts));
   ASSERT_TRUE(r.ctrl->watches_device_requests()) << "vfio-pci offers the request interrupt";
-  r.worker = start_worker(engine::WorkerMode::interrupt);
-  ASSERT_TRUE(r.worker);
+  VFE_ASSERT_OK_AND_ASSIGN(r.worker, start_worker(engine::WorkerMode::interrupt));
   auto b = dma::DmaBuffer::allocate(r.ctrl->dma_space(), kDepth * kIoBytes);
   ASSERT_TRUE(b) << b.error().message();
   r.buf.emplace(std::move(*b));

@@ -25,13 +25,10 @@ namespace {
 
 using e1000e::Nic;
 
-
-
 TEST(NicVm, BringsUpBothNicsWithTheirAddressesAndLink) {
   const char* expected[] = {"52:54:00:12:34:01", "52:54:00:12:34:02"};  // from run.sh
   for (unsigned i : {0U, 1U}) {
-    auto nic = open_nic(i);
-    ASSERT_TRUE(nic);
+    VFE_ASSERT_OK_AND_ASSIGN(auto nic, open_nic(i));
     EXPECT_EQ(nic->mac_string(), expected[i]);
     EXPECT_TRUE(nic->has_msix()) << "QEMU's 82574L has MSI-X";
     EXPECT_EQ(nic->pool().available(), nic->pool().capacity() - 512) << "all but the receive ring's buffers";
@@ -39,11 +36,9 @@ TEST(NicVm, BringsUpBothNicsWithTheirAddressesAndLink) {
 }
 
 void run_loopback(engine::CompletionMode cmode, engine::WorkerMode wmode, std::uint64_t frames) {
-  auto a = open_nic(0);
-  auto b = open_nic(1);
-  ASSERT_TRUE(a && b);
-  auto worker = start_worker(wmode);
-  ASSERT_TRUE(worker);
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, open_nic(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, open_nic(1));
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start_worker(wmode));
   e1000e::LoopbackOptions o;
   o.frames = frames;
   o.min_length = 60;
@@ -115,8 +110,7 @@ TEST(NicVm, FramesCrossIntactInAdaptiveMode) {
 // A frame the device must not send is refused at submit, before any descriptor is written, and
 // stays the caller's.
 TEST(NicVm, RefusesAFrameLongerThanTheMaximumAtSubmit) {
-  auto nic = open_nic(0);
-  ASSERT_TRUE(nic);
+  VFE_ASSERT_OK_AND_ASSIGN(auto nic, open_nic(0));
   e1000e::Packet* good = nic->pool().alloc();
   e1000e::Packet* big = nic->pool().alloc();
   ASSERT_TRUE(good && big);
@@ -144,9 +138,8 @@ TEST(NicVm, RefusesAFrameLongerThanTheMaximumAtSubmit) {
 TEST(NicVm, AFullTransmitRingPushesBackAndDropsNothing) {
   e1000e::NicOptions small;
   small.tx_entries = 16;
-  auto a = open_nic(0, small);
-  auto b = open_nic(1);
-  ASSERT_TRUE(a && b);
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, open_nic(0, small));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, open_nic(1));
   const std::uint32_t tctl = a->bar().read32(e1000e::reg::kTctl);
   a->bar().write32(e1000e::reg::kTctl, tctl & ~e1000e::tctl::kEnable);
   std::vector<e1000e::Packet*> frames(40);
@@ -186,7 +179,8 @@ TEST(NicVm, AFullTransmitRingPushesBackAndDropsNothing) {
 }
 
 // Sends `count` loopback frames from `a` on the calling thread (a is not attached), reclaiming as
-// it goes; QEMU delivers each to the other NIC inside the TDT write, or queues it.
+// it goes; QEMU delivers each to the other NIC inside the TDT write, or queues it. Fails fatally
+// (call it under ASSERT_NO_FATAL_FAILURE) when a frame cannot be sent.
 void send_frames(Nic& a, const Nic& b, std::uint64_t first, std::uint64_t count) {
   std::vector<e1000e::Packet*> batch(32);
   for (std::uint64_t seq = first; seq < first + count;) {
@@ -238,13 +232,13 @@ bool wait_count(const std::atomic<std::uint64_t>& c, std::uint64_t want) {
 // Frames that arrived before the NIC was attached in interrupt mode are not forgotten: attaching
 // raises the vectors once, so the handler looks.
 TEST(NicVm, InterruptModeTakesFramesThatArrivedBeforeAttach) {
-  auto a = open_nic(0);
-  auto b = open_nic(1);
-  ASSERT_TRUE(a && b);
-  send_frames(*a, *b, 0, 20);
-  auto worker = start_worker(engine::WorkerMode::interrupt);
-  ASSERT_TRUE(worker);
+  // The handler and the worker first, so that they outlive the NICs: a NIC still attached when an
+  // ASSERT returns early detaches from a live worker, and no handler runs after its Hoarder went.
   Hoarder h;
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start_worker(engine::WorkerMode::interrupt));
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, open_nic(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, open_nic(1));
+  ASSERT_NO_FATAL_FAILURE(send_frames(*a, *b, 0, 20));
   ASSERT_TRUE(b->attach(*worker, engine::CompletionMode::interrupt, h));
   EXPECT_TRUE(wait_count(h.count, 20)) << h.count.load() << " of 20 frames";
   ASSERT_TRUE(b->detach());
@@ -253,17 +247,15 @@ TEST(NicVm, InterruptModeTakesFramesThatArrivedBeforeAttach) {
 // A receiver whose pool runs dry in interrupt mode (the application holds every buffer) leaves
 // frames on the ring and waits; once buffers come back, everything queued arrives.
 TEST(NicVm, InterruptModeRecoversWhenThePoolRunsDry) {
-  auto a = open_nic(0);
-  auto b = open_nic(1);
-  ASSERT_TRUE(a && b);
-  auto worker = start_worker(engine::WorkerMode::interrupt);
-  ASSERT_TRUE(worker);
-  Hoarder h;
+  Hoarder h;  // the handler and the worker outlive the NICs, as above
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start_worker(engine::WorkerMode::interrupt));
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, open_nic(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, open_nic(1));
   h.hoard = true;
   h.held.reserve(b->pool().capacity());
   ASSERT_TRUE(b->attach(*worker, engine::CompletionMode::interrupt, h));
   const std::uint64_t total = b->pool().capacity() + 200;  // more than the pool and the ring hold
-  send_frames(*a, *b, 0, total);
+  ASSERT_NO_FATAL_FAILURE(send_frames(*a, *b, 0, total));
   const std::uint64_t first = b->pool().capacity() - b->rx_entries();  // what fits until it is dry
   EXPECT_TRUE(wait_count(h.count, first)) << h.count.load() << " of " << first;
   std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -22,7 +22,6 @@ namespace {
 
 using nvme::IoOpcode;
 
-
 // Controller options for fault tests: the watchdog looks every 20 ms.
 nvme::ControllerOptions quick_watchdog() {
   nvme::ControllerOptions opts;
@@ -49,10 +48,8 @@ void expect_controller_works(nvme::Controller& c, engine::Worker& w, unsigned in
 }
 
 TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
-  auto c = open_nvme(0);
-  ASSERT_TRUE(c);
-  auto w = start_worker(engine::WorkerMode::polling);
-  ASSERT_TRUE(w);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   auto q = c->create_io_queue(*w, {});
   ASSERT_TRUE(q) << q.error().message();
   auto buf = dma::DmaBuffer::allocate(c->dma_space(), 4096);
@@ -74,14 +71,13 @@ TEST(NvmeFaults, ReadPastTheEndIsLbaOutOfRangeAndNothingElseFails) {
 // Many large writes in flight; an FLR underneath. Each request completes once, some with an
 // error; the driver notices (CSTS.RDY fell) and fails the rest; a new controller object works.
 TEST(NvmeFaults, FlrDuringIoFailsEveryOutstandingRequestOnceAndTheControllerComesBack) {
-  auto c = open_nvme(0, quick_watchdog());
-  ASSERT_TRUE(c);
-  auto w = start_worker(engine::WorkerMode::polling);
-  ASSERT_TRUE(w);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0, quick_watchdog()));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   // Declared before the queue, so that an early ASSERT destroys the queue first (which completes
-  // what is in flight) and only then the requests and their buffer.
-  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 2U << 20);
-  ASSERT_TRUE(buf);
+  // what is in flight) and only then the requests and their buffer; in an optional, so that the
+  // buffer can go before the controller.
+  VFE_ASSERT_OK_AND_ASSIGN(std::optional<dma::DmaBuffer> buf,
+                           dma::DmaBuffer::allocate(c->dma_space(), 2U << 20));
   std::vector<std::unique_ptr<WaitableRequest>> reqs;
   auto q = c->create_io_queue(*w, {.entries = 129});
   ASSERT_TRUE(q) << q.error().message();
@@ -121,8 +117,7 @@ TEST(NvmeFaults, FlrDuringIoFailsEveryOutstandingRequestOnceAndTheControllerCome
   q->reset();
   buf.reset();  // a buffer goes before the controller whose DMA space it is in
   c.reset();
-  auto again = open_nvme(0);
-  ASSERT_TRUE(again);
+  VFE_ASSERT_OK_AND_ASSIGN(auto again, open_nvme(0));
   expect_controller_works(*again, *w, 0);
 }
 
@@ -133,21 +128,16 @@ TEST(NvmeFaults, CommandsThatTimeOutFailOnceWithEtimedout) {
   opts.io_queues = 2;
   opts.io_timeout = std::chrono::milliseconds(300);
   opts.watchdog_period = std::chrono::milliseconds(50);
-  auto c = open_nvme(0, opts);
-  ASSERT_TRUE(c);
-  engine::WorkerOptions o;
-  o.mode = engine::WorkerMode::interrupt;
-  auto w = engine::Worker::start(std::move(o));
-  ASSERT_TRUE(w);
-  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 4096);
-  ASSERT_TRUE(buf);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0, opts));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::interrupt));
+  VFE_ASSERT_OK_AND_ASSIGN(const dma::DmaBuffer buf, dma::DmaBuffer::allocate(c->dma_space(), 4096));
   std::vector<std::unique_ptr<WaitableRequest>> reqs;  // before the queue, as above
-  auto q = c->create_io_queue(**w, {.completion = engine::CompletionMode::interrupt});
+  auto q = c->create_io_queue(*w, {.completion = engine::CompletionMode::interrupt});
   ASSERT_TRUE(q) << q.error().message();
   ASSERT_TRUE(c->irqs().set_attached((*q)->qid(), false));
-  const nvme::DataSegment seg{buf->iova(), 4096};
+  const nvme::DataSegment seg{buf.iova(), 4096};
   for (int k = 0; k < 8; ++k) {
-    auto r = std::make_unique<WaitableRequest>(w->get());
+    auto r = std::make_unique<WaitableRequest>(w.get());
     r->opcode = IoOpcode::read;
     r->lba = kScratchBegin / kBlock + 8 * static_cast<unsigned>(k);
     r->blocks = 8;
@@ -169,14 +159,11 @@ TEST(NvmeFaults, CommandsThatTimeOutFailOnceWithEtimedout) {
 // With bus mastering off, QEMU's controller cannot fetch the command and sets CSTS.CFS: the
 // driver reports the fatal status and fails the request; a new bring-up recovers.
 TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
-  auto c = open_nvme(0, quick_watchdog());
-  ASSERT_TRUE(c);
-  auto w = start_worker(engine::WorkerMode::polling);
-  ASSERT_TRUE(w);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0, quick_watchdog()));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   auto q = c->create_io_queue(*w, {});
   ASSERT_TRUE(q) << q.error().message();
-  std::optional<dma::DmaBuffer> buf = dma_buffer(*c, 4096);
-  ASSERT_TRUE(buf);
+  VFE_ASSERT_OK_AND_ASSIGN(std::optional<dma::DmaBuffer> buf, dma::DmaBuffer::allocate(c->dma_space(), 4096));
   auto config = mmio::ConfigSpace::open(c->device());
   ASSERT_TRUE(config);
   const auto command = config->read16(mmio::pci::kCommand);
@@ -191,28 +178,39 @@ TEST(NvmeFaults, FatalStatusIsReportedAndFailsTheRequests) {
   q->reset();
   buf.reset();
   c.reset();
-  auto again = open_nvme(0);
-  ASSERT_TRUE(again);
+  VFE_ASSERT_OK_AND_ASSIGN(auto again, open_nvme(0));
   expect_controller_works(*again, *w, 0);
+}
+
+// The child has no test to fail: it says why on stderr and exits, and the parent fails on the
+// byte that never comes.
+[[noreturn]] void child_fails(const Error& e) {
+  std::fprintf(stderr, "child: %s\n", e.message().c_str());
+  std::_Exit(3);
 }
 
 // The child: I/O on controller 0 until it is killed. It says "running" once I/O flows.
 [[noreturn]] void child_io(int ready_fd) {
-  auto c = nvme::Controller::create(devices_of("nvme").at(0).to_string(), {.mode = mode()});
+  auto c = open_nvme(0);
   if (!c) {
-    std::fprintf(stderr, "child: %s\n", c.error().message().c_str());
-    std::_Exit(3);
+    child_fails(c.error());
   }
   auto w = start_worker(engine::WorkerMode::polling);
-  auto q = (*c)->create_io_queue(*w, {});
+  if (!w) {
+    child_fails(w.error());
+  }
+  auto q = (*c)->create_io_queue(**w, {});
+  if (!q) {
+    child_fails(q.error());
+  }
   auto buf = dma::DmaBuffer::allocate((*c)->dma_space(), 1U << 20);
-  if (!w || !q || !buf) {
-    std::_Exit(4);
+  if (!buf) {
+    child_fails(buf.error());
   }
   const nvme::DataSegment seg{buf->iova(), 64 * 1024};
   std::vector<std::unique_ptr<WaitableRequest>> reqs;
   for (int k = 0; k < 64; ++k) {
-    reqs.push_back(std::make_unique<WaitableRequest>(w.get()));
+    reqs.push_back(std::make_unique<WaitableRequest>(w->get()));
   }
   for (std::uint64_t round = 0;; ++round) {
     for (std::size_t k = 0; k < reqs.size(); ++k) {
@@ -251,10 +249,8 @@ TEST(NvmeFaults, ProcessKilledMidIoThenANewOneUsesTheController) {
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  auto c = open_nvme(0);
-  ASSERT_TRUE(c) << "the controller is usable after its user died mid-I/O";
-  auto w = start_worker(engine::WorkerMode::polling);
-  ASSERT_TRUE(w);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));  // usable after its user died mid-I/O
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   expect_controller_works(*c, *w, 0);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// Helpers the NVMe VM tests share: opening a controller of the rig, a request that can be waited
-// for, and filling and checking buffers with the disk pattern.
+// Helpers the NVMe VM tests share: opening a controller of the rig (a Result, for
+// VFE_ASSERT_OK_AND_ASSIGN), a request that can be waited for, and filling and checking buffers
+// with the disk pattern.
 
 #include <gtest/gtest.h>
 
@@ -18,6 +19,7 @@
 #include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue.hpp"
 #include "engine/worker.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/nvme_pattern.hpp"
 #include "tests/vm/vm_env.hpp"
 
@@ -25,26 +27,12 @@ namespace vfe::vmtest {
 
 inline constexpr std::uint32_t kBlock = 512;  // QEMU's NVMe namespaces use 512-byte blocks
 
-/// The rig's NVMe controller `index` (0: node 0, 1: behind the node-1 bridge).
-inline std::unique_ptr<nvme::Controller> open_nvme(unsigned index, nvme::ControllerOptions options = {}) {
+/// The rig's NVMe controller `index` (0: node 0, 1: behind the node-1 bridge), for
+/// VFE_ASSERT_OK_AND_ASSIGN.
+inline Result<std::unique_ptr<nvme::Controller>> open_nvme(unsigned index, nvme::ControllerOptions options = {}) {
+  VFE_TRY_ASSIGN(const vfio::Bdf bdf, device_of("nvme", index));
   options.mode = mode();
-  auto c = nvme::Controller::create(devices_of("nvme").at(index).to_string(), options);
-  if (!c) {
-    ADD_FAILURE() << c.error().message();
-    return nullptr;
-  }
-  return std::move(c).value();
-}
-
-/// A DMA buffer in the controller's space, or nothing (the test then fails); in an optional so a
-/// test can free it before the controller.
-inline std::optional<dma::DmaBuffer> dma_buffer(nvme::Controller& c, std::uint64_t size) {
-  auto b = dma::DmaBuffer::allocate(c.dma_space(), size);
-  if (!b) {
-    ADD_FAILURE() << b.error().message();
-    return std::nullopt;
-  }
-  return std::move(*b);
+  return nvme::Controller::create(bdf.to_string(), options);
 }
 
 /// A request whose completion a test thread can wait for.

@@ -25,12 +25,10 @@ std::uint64_t disk_bytes() {
   return v != nullptr ? std::strtoull(v, nullptr, 10) : 0;
 }
 
-
 TEST(NvmeVm, IdentifiesBothControllersAndTheirNamespace) {
   ASSERT_EQ(disk_bytes(), kDiskBytes) << "the rig passes the image size as VFE_VM_DISK_BYTES";
   for (unsigned i : {0U, 1U}) {
-    auto c = open_nvme(i);
-    ASSERT_TRUE(c);
+    VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(i));
     EXPECT_EQ(c->identity().model, "QEMU NVMe Ctrl");
     EXPECT_EQ(c->identity().serial, "vfe-nvme-" + std::to_string(i)) << "serial from QEMU's command line";
     ASSERT_EQ(c->namespaces().size(), 1U);
@@ -46,7 +44,8 @@ TEST(NvmeVm, IdentifiesBothControllersAndTheirNamespace) {
   }
 }
 
-// One region of the pattern, written through `q` and read back; buffers as the region says.
+// One region of the pattern, written through `q` and read back; buffers as the region says. Fails
+// fatally (call it under ASSERT_NO_FATAL_FAILURE) when a buffer or an I/O fails.
 void write_and_verify(nvme::Controller& c, nvme::IoQueue& q, engine::Worker& w, unsigned index,
                       const PatternRegion& r) {
   SCOPED_TRACE("region at " + std::to_string(r.offset) + ", " + std::to_string(r.length) + " bytes");
@@ -79,14 +78,12 @@ void write_and_verify(nvme::Controller& c, nvme::IoQueue& q, engine::Worker& w, 
 // The patterns stay on the disks for the host to check after power-off (tests/vm/run_suite.sh).
 TEST(NvmeVm, DataIntegrityAcrossTheNamespace) {
   for (unsigned i : {0U, 1U}) {
-    auto c = open_nvme(i);
-    ASSERT_TRUE(c);
-    auto w = start_worker(engine::WorkerMode::polling);
-    ASSERT_TRUE(w);
+    VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(i));
+    VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
     auto q = c->create_io_queue(*w, {.entries = 64, .completion = engine::CompletionMode::polling});
     ASSERT_TRUE(q) << q.error().message();
     for (const PatternRegion& r : kPatternRegions) {
-      write_and_verify(*c, **q, *w, i, r);
+      ASSERT_NO_FATAL_FAILURE(write_and_verify(*c, **q, *w, i, r));
     }
     WaitableRequest flush(w.get());
     flush.opcode = IoOpcode::flush;
@@ -101,10 +98,8 @@ TEST(NvmeVm, DataIntegrityAcrossTheNamespace) {
 }
 
 TEST(NvmeVm, WriteZeroesAndRequestsThatCannotBeDescribed) {
-  auto c = open_nvme(0);
-  ASSERT_TRUE(c);
-  auto w = start_worker(engine::WorkerMode::polling);
-  ASSERT_TRUE(w);
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   auto q = c->create_io_queue(*w, {});
   ASSERT_TRUE(q) << q.error().message();
   auto buf = dma::DmaBuffer::allocate(c->dma_space(), 8192);
@@ -224,8 +219,7 @@ TEST_P(NvmeQueueDepth, BothControllersAtDepth128OnTheirNodesWorkers) {
   std::vector<Lane> lanes(2);
   for (unsigned i : {0U, 1U}) {
     Lane& l = lanes[i];
-    l.ctrl = open_nvme(i);
-    ASSERT_TRUE(l.ctrl);
+    VFE_ASSERT_OK_AND_ASSIGN(l.ctrl, open_nvme(i));
     auto w = (*eng)->worker_for_device(devices_of("nvme").at(i));
     ASSERT_TRUE(w) << w.error().message();
     l.worker = *w;
@@ -248,11 +242,13 @@ TEST_P(NvmeQueueDepth, BothControllersAtDepth128OnTheirNodesWorkers) {
   ASSERT_TRUE(lanes[1].worker->run_sync([&] { cpu = sched_getcpu(); }));
   EXPECT_EQ(cpu, 1) << "node 1's worker runs on node 1's CPU";
 
-  run_pass(lanes, IoOpcode::write);
+  // Under ASSERT_NO_FATAL_FAILURE: after a pass that timed out, requests are still in flight, and
+  // the next pass must not replace them (the lanes' queues complete them as the test unwinds).
+  ASSERT_NO_FATAL_FAILURE(run_pass(lanes, IoOpcode::write));
   for (auto& l : lanes) {
     std::memset(l.buf->data(), 0, l.buf->size());
   }
-  run_pass(lanes, IoOpcode::read);
+  ASSERT_NO_FATAL_FAILURE(run_pass(lanes, IoOpcode::read));
   for (unsigned i : {0U, 1U}) {
     Lane& l = lanes[i];
     for (std::size_t k = 0; k < kRequests; ++k) {

@@ -142,8 +142,7 @@ void fail(Disk& d, const std::string& what) {
 
 void set_up_disk(engine::Engine& eng, Disk& d, unsigned index) {
   d.index = index;
-  d.ctrl = open_nvme(index);
-  ASSERT_TRUE(d.ctrl);
+  VFE_ASSERT_OK_AND_ASSIGN(d.ctrl, open_nvme(index));
   auto w = eng.worker_for_device(devices_of("nvme").at(index));
   ASSERT_TRUE(w) << w.error().message();
   d.worker = *w;
@@ -416,9 +415,8 @@ TEST(Soak, BothNvmeAtDepth128AndTheNicsVerifiedAtTheEnd) {
   ASSERT_TRUE(nic_worker) << nic_worker.error().message();
   e1000e::NicOptions no;
   no.numa_node = (*eng)->node_of(**nic_worker);
-  auto a = open_nic(0, no);
-  auto b = open_nic(1, no);
-  ASSERT_TRUE(a && b);
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, open_nic(0, no));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, open_nic(1, no));
   e1000e::LoopbackOptions lo;
   lo.frames = 0;  // until finish
   lo.min_length = 60;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -62,6 +63,16 @@ std::vector<vfio::Bdf> devices_of(const std::string& kind) {
     }
   }
   return out;
+}
+
+Result<vfio::Bdf> device_of(const std::string& kind, unsigned index) {
+  const std::vector<vfio::Bdf> all = devices_of(kind);
+  if (index >= all.size()) {
+    return Error::from_errno(ENODEV, "device_of",
+                             "the rig has " + std::to_string(all.size()) + " " + kind + " device(s), no #" +
+                                 std::to_string(index) + " (VFE_VM_DEVICES: see tests/vm/run.sh)");
+  }
+  return all[index];
 }
 
 }  // namespace vfe::vmtest

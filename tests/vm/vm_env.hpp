@@ -27,6 +27,8 @@ vfio::IommuMode mode();
 std::vector<VmDevice> devices();
 /// The devices of one kind, in bus order.
 std::vector<vfio::Bdf> devices_of(const std::string& kind);
+/// Device `index` (in bus order) of one kind, or an ENODEV error saying what the rig lacks.
+Result<vfio::Bdf> device_of(const std::string& kind, unsigned index = 0);
 /// "key=value key=value" from an environment variable.
 std::map<std::string, std::string> pairs_from_env(const char* name);
 /// True when the process runs as root (effective uid 0).

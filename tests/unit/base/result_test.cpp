@@ -69,6 +69,22 @@ TEST(Result, ArrowReachesMembers) {
   EXPECT_EQ(r->size(), 3U);
 }
 
+// Reading the wrong alternative is a clear death in every build, release included: the error's
+// message on stderr, then abort, instead of a read of whatever the variant holds.
+TEST(ResultDeathTest, ValueOfAnErrorAbortsWithTheMessage) {
+  const char* expected = "Result::value\\(\\) on an Error: half: odd input \\(Invalid argument\\)";
+  EXPECT_DEATH(static_cast<void>(half(3).value()), expected);
+  EXPECT_DEATH(static_cast<void>(*half(3)), expected);
+  const Result<std::string> r(Error::invalid("half", "odd input"));
+  EXPECT_DEATH(static_cast<void>(r->size()), expected);
+  EXPECT_DEATH(check_even(1).value(), expected);
+}
+
+TEST(ResultDeathTest, ErrorOfAValueAborts) {
+  EXPECT_DEATH(static_cast<void>(half(4).error()), "Result::error\\(\\) on a value");
+  EXPECT_DEATH(static_cast<void>(check_even(2).error()), "Result::error\\(\\) on a value");
+}
+
 TEST(Error, MessageNamesOperationDetailAndReason) {
   const Error e = Error::from_errno(EACCES, "open", "/dev/vfio/7: run as root or chown the node");
   EXPECT_EQ(e.message(), "open: /dev/vfio/7: run as root or chown the node (Permission denied)");

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 
 namespace vfe::dma {
@@ -17,7 +18,7 @@ using test::error_of;
 class DmaSpaceTest : public test::VfioFixture {
  protected:
   void SetUp() override {
-    VfioFixture::SetUp();
+    ASSERT_NO_FATAL_FAILURE(VfioFixture::SetUp());
     // One IOVA range, [0, 1 GiB), as VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE reports it.
     sys_.on_ptr(VFIO_IOMMU_GET_INFO, [](int, void* arg) {
       test::CapChain caps;
@@ -34,16 +35,14 @@ class DmaSpaceTest : public test::VfioFixture {
       unmaps_.push_back(*static_cast<vfio_iommu_type1_dma_unmap*>(arg));
       return 0;  // size stays as asked: all of it was unmapped
     });
-    backend_ = type1();
-    auto dev = vfio::Device::open(test::kDevice, backend_);  // attaches the group, as a driver would
-    ASSERT_TRUE(dev) << dev.error().message();
-    device_.emplace(std::move(dev).value());
+    VFE_ASSERT_OK_AND_ASSIGN(backend_, type1());
+    // Attaches the group, as a driver would.
+    VFE_ASSERT_OK_AND_ASSIGN(auto dev, vfio::Device::open(test::kDevice, backend_));
+    device_.emplace(std::move(dev));
   }
 
-  std::unique_ptr<DmaSpace> space(unsigned mask_bits = 64) {
-    auto s = DmaSpace::create(backend_, mask_bits);
-    EXPECT_TRUE(s) << s.error().message();
-    return s ? std::move(s).value() : nullptr;
+  Result<std::unique_ptr<DmaSpace>> space(unsigned mask_bits = 64) {
+    return DmaSpace::create(backend_, mask_bits);
   }
 
   alignas(4096) static inline std::uint8_t memory_[4 * 4096];
@@ -55,7 +54,7 @@ class DmaSpaceTest : public test::VfioFixture {
 };
 
 TEST_F(DmaSpaceTest, MapsAtAnIovaInsideTheRangesAndTranslates) {
-  auto s = space();
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   const auto iova = s->map(memory_, 2 * 4096);
   ASSERT_TRUE(iova) << iova.error().message();
   ASSERT_EQ(maps_.size(), 1U);
@@ -73,7 +72,7 @@ TEST_F(DmaSpaceTest, MapsAtAnIovaInsideTheRangesAndTranslates) {
 }
 
 TEST_F(DmaSpaceTest, AFailedKernelMapLeavesNoIovaTaken) {
-  auto s = space();
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   const auto before = s->free_iova_bytes();
   map_errno_ = ENOSPC;
   const auto e = error_of(s->map(memory_, 4096));
@@ -84,7 +83,7 @@ TEST_F(DmaSpaceTest, AFailedKernelMapLeavesNoIovaTaken) {
 }
 
 TEST_F(DmaSpaceTest, DoubleUnmapAndBadArgumentsChangeNothing) {
-  auto s = space();
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   ASSERT_TRUE(s->map(memory_, 4096));
   ASSERT_TRUE(s->unmap(memory_, 4096));
   EXPECT_TRUE(error_of(s->unmap(memory_, 4096)).is(ENOENT));
@@ -102,7 +101,7 @@ TEST_F(DmaSpaceTest, DoubleUnmapAndBadArgumentsChangeNothing) {
 TEST_F(DmaSpaceTest, OverlappingMapIsRefusedBeforeTheKernelIsAsked) {
   sys_.rlimit_value = {8192, 8192};
   sys_.cap_ipc_lock = false;
-  auto s = space();
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   const auto iova = s->map(memory_, 2 * 4096);
   ASSERT_TRUE(iova);
   const auto free_before = s->free_iova_bytes();
@@ -119,7 +118,7 @@ TEST_F(DmaSpaceTest, OverlappingMapIsRefusedBeforeTheKernelIsAsked) {
 TEST_F(DmaSpaceTest, MemlockLimitIsCheckedBeforeTheKernelIsAsked) {
   sys_.rlimit_value = {8192, 8192};  // 8 KiB
   sys_.cap_ipc_lock = false;
-  auto s = space();
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   ASSERT_TRUE(s->map(memory_, 8192));
   const auto e = error_of(s->map(memory_ + 8192, 4096));
   EXPECT_TRUE(e.is(ENOMEM));
@@ -136,7 +135,7 @@ TEST_F(DmaSpaceTest, MemlockLimitIsCheckedBeforeTheKernelIsAsked) {
 }
 
 TEST_F(DmaSpaceTest, NarrowDmaMaskKeepsIovasLow) {
-  auto s = space(20);  // 1 MiB of device address space
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space(20));  // 1 MiB of device address space
   const auto iova = s->map(memory_, 4096);
   ASSERT_TRUE(iova);
   EXPECT_LT(to_u64(*iova), 1ULL << 20);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/units.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 
 namespace vfe::dma {
 namespace {
@@ -25,11 +26,9 @@ constexpr std::uint64_t kMsiEnd = 0xfef00000;
 // The ranges VFIO type1 reports in the test guest (DESIGN.md §5).
 const std::vector<IovaRange> kType1Ranges = {{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
 
-IovaAllocator make(const std::vector<IovaRange>& ranges, unsigned bits,
-                   std::uint64_t page = kPage) {
-  auto r = IovaAllocator::create(ranges, bits, page);
-  EXPECT_TRUE(r) << r.error().message();
-  return std::move(r).value();
+Result<IovaAllocator> make(const std::vector<IovaRange>& ranges, unsigned bits,
+                           std::uint64_t page = kPage) {
+  return IovaAllocator::create(ranges, bits, page);
 }
 
 bool overlaps_msi(std::uint64_t iova, std::uint64_t size) {
@@ -49,7 +48,7 @@ Snapshot snapshot(const IovaAllocator& a) {
 }
 
 TEST(IovaAllocator, Type1RangesWithFullMaskKeepPageZeroReserved) {
-  const IovaAllocator a = make(kType1Ranges, 39);
+  VFE_ASSERT_OK_AND_ASSIGN(const IovaAllocator a, make(kType1Ranges, 39));
   const std::vector<IovaRange> expected = {{kPage, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
   EXPECT_EQ(a.usable_ranges(), expected);
   EXPECT_EQ(a.total_bytes(), 0xfedfffffULL + 1 - kPage + (0x7fffffffffULL - 0xfef00000 + 1));
@@ -59,7 +58,7 @@ TEST(IovaAllocator, Type1RangesWithFullMaskKeepPageZeroReserved) {
 }
 
 TEST(IovaAllocator, NeverUsesTheMsiHoleEvenWhenTheSpaceBelowIsFull) {
-  IovaAllocator a = make(kType1Ranges, 39);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 39));
   // Fill everything below the hole with 4 MiB chunks, then the rest with single pages.
   std::uint64_t iova = 0;
   do {
@@ -85,7 +84,7 @@ TEST(IovaAllocator, NeverUsesTheMsiHoleEvenWhenTheSpaceBelowIsFull) {
 }
 
 TEST(IovaAllocator, TwentyEightBitMaskKeepsEveryIovaBelow256MiB) {
-  IovaAllocator a = make(kType1Ranges, 28);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 28));
   const std::vector<IovaRange> expected = {{kPage, 0x0fffffff}};
   EXPECT_EQ(a.usable_ranges(), expected);
   EXPECT_EQ(a.total_bytes(), 256 * kMiB - kPage);
@@ -107,7 +106,7 @@ TEST(IovaAllocator, TwentyEightBitMaskKeepsEveryIovaBelow256MiB) {
 }
 
 TEST(IovaAllocator, AlignsTo2MiBAnd1GiB) {
-  IovaAllocator a = make(kType1Ranges, 39);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 39));
   EXPECT_EQ(to_u64(*a.allocate(kPage, kPage)), kPage);
   const auto two_mib = a.allocate(2 * kMiB, 2 * kMiB);
   ASSERT_TRUE(two_mib);
@@ -129,7 +128,7 @@ TEST(IovaAllocator, AlignsTo2MiBAnd1GiB) {
 }
 
 TEST(IovaAllocator, ExhaustionIsEnospcAndChangesNothing) {
-  IovaAllocator a = make({{0, 0xffff}}, 64);  // 16 pages, 15 usable
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make({{0, 0xffff}}, 64));  // 16 pages, 15 usable
   EXPECT_EQ(a.total_bytes(), 15 * kPage);
   std::vector<Iova> pages;
   for (int i = 0; i < 15; ++i) {
@@ -162,7 +161,7 @@ TEST(IovaAllocator, ExhaustionIsEnospcAndChangesNothing) {
 }
 
 TEST(IovaAllocator, ChurnCoalescesBackToOneExtent) {
-  IovaAllocator a = make(kType1Ranges, 28);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 28));
   std::mt19937_64 rng(20240601);
   std::uniform_int_distribution<std::uint64_t> pages(1, 1024);  // 4 KiB .. 4 MiB
   std::uniform_int_distribution<unsigned> align_log(12, 22);   // 4 KiB .. 4 MiB
@@ -206,7 +205,7 @@ TEST(IovaAllocator, ChurnCoalescesBackToOneExtent) {
 }
 
 TEST(IovaAllocator, BadFreesAreErrorsThatChangeNothing) {
-  IovaAllocator a = make(kType1Ranges, 28);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 28));
   const Iova first = *a.allocate(4 * kPage, kPage);   // 0x1000..0x4fff
   const Iova second = *a.allocate(2 * kPage, kPage);  // 0x5000..0x6fff
   ASSERT_TRUE(a.free(second, 2 * kPage));
@@ -240,7 +239,7 @@ TEST(IovaAllocator, BadFreesAreErrorsThatChangeNothing) {
 }
 
 TEST(IovaAllocator, BadSizesAndAlignmentsAreEinvalAndChangeNothing) {
-  IovaAllocator a = make(kType1Ranges, 39);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 39));
   ASSERT_TRUE(a.allocate(kPage, kPage));
   const Snapshot before = snapshot(a);
   for (const auto& [size, align] : std::vector<std::pair<std::uint64_t, std::uint64_t>>{
@@ -279,16 +278,17 @@ TEST(IovaAllocator, CreateRejectsBadArguments) {
 }
 
 TEST(IovaAllocator, UnsortedOverlappingAndTouchingRangesMerge) {
-  const IovaAllocator a = make({{0x200000, 0x2fffff},
-                                {0x900800, 0x9fffff},  // trimmed to whole pages
-                                {0, 0xfffff},
-                                {0x250000, 0x3fffff},  // overlaps
-                                {0x100000, 0x1fffff},  // touches both neighbours
-                                {0x500000, 0x5007ff},  // ends mid-page ...
-                                {0x500800, 0x500fff},  // ... and this completes the page
-                                {0x700000, 0x7fffff},
-                                {0x700000, 0x7fffff}},  // duplicate
-                               64);
+  VFE_ASSERT_OK_AND_ASSIGN(const IovaAllocator a,
+                           make({{0x200000, 0x2fffff},
+                                 {0x900800, 0x9fffff},  // trimmed to whole pages
+                                 {0, 0xfffff},
+                                 {0x250000, 0x3fffff},  // overlaps
+                                 {0x100000, 0x1fffff},  // touches both neighbours
+                                 {0x500000, 0x5007ff},  // ends mid-page ...
+                                 {0x500800, 0x500fff},  // ... and this completes the page
+                                 {0x700000, 0x7fffff},
+                                 {0x700000, 0x7fffff}},  // duplicate
+                                64));
   const std::vector<IovaRange> expected = {
       {kPage, 0x3fffff}, {0x500000, 0x500fff}, {0x700000, 0x7fffff}, {0x901000, 0x9fffff}};
   EXPECT_EQ(a.usable_ranges(), expected);
@@ -296,7 +296,7 @@ TEST(IovaAllocator, UnsortedOverlappingAndTouchingRangesMerge) {
 }
 
 TEST(IovaAllocator, NeverReturnsIovaZero) {
-  IovaAllocator a = make({{0, 0x3fffff}}, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make({{0, 0x3fffff}}, 64));
   for (;;) {
     const auto r = a.allocate(kPage, kPage);
     if (!r) {
@@ -306,14 +306,14 @@ TEST(IovaAllocator, NeverReturnsIovaZero) {
   }
   EXPECT_EQ(a.allocation_count(), 1023U);
   // With a larger page size the whole first page is kept back.
-  IovaAllocator big = make({{0, 0x3fffff}}, 64, 64 * kKiB);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator big, make({{0, 0x3fffff}}, 64, 64 * kKiB));
   EXPECT_EQ(big.usable_ranges().front().start, 64 * kKiB);
   EXPECT_EQ(to_u64(*big.allocate(64 * kKiB, 64 * kKiB)), 64 * kKiB);
   EXPECT_FALSE(big.allocate(kPage, 64 * kKiB));  // not a multiple of the page size
 }
 
 TEST(IovaAllocator, WorksAtTheTopOfThe64BitSpace) {
-  IovaAllocator a = make({{0, ~std::uint64_t{0}}}, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make({{0, ~std::uint64_t{0}}}, 64));
   EXPECT_EQ(a.total_bytes(), ~std::uint64_t{0} - kPage + 1);
   const std::uint64_t half = std::uint64_t{1} << 63;
   const auto high = a.allocate(half, half);
@@ -327,11 +327,11 @@ TEST(IovaAllocator, WorksAtTheTopOfThe64BitSpace) {
 }
 
 TEST(IovaAllocator, MovedAllocatorKeepsItsState) {
-  IovaAllocator a = make(kType1Ranges, 28);
-  const Iova iova = *a.allocate(kPage, kPage);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 28));
+  VFE_ASSERT_OK_AND_ASSIGN(const Iova iova, a.allocate(kPage, kPage));
   IovaAllocator b = std::move(a);
   EXPECT_EQ(b.allocation_count(), 1U);
-  IovaAllocator c = make({{0, 0xffff}}, 64);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator c, make({{0, 0xffff}}, 64));
   c = std::move(b);
   EXPECT_TRUE(c.free(iova, kPage));
   EXPECT_EQ(c.free_bytes(), c.total_bytes());
@@ -339,7 +339,7 @@ TEST(IovaAllocator, MovedAllocatorKeepsItsState) {
 }
 
 TEST(IovaAllocator, ConcurrentCallersNeverShareAnIova) {
-  IovaAllocator a = make(kType1Ranges, 28);
+  VFE_ASSERT_OK_AND_ASSIGN(IovaAllocator a, make(kType1Ranges, 28));
   constexpr int kThreads = 4;
   constexpr int kRounds = 500;
   std::vector<std::vector<std::uint64_t>> kept(kThreads);

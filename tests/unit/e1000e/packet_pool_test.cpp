@@ -2,6 +2,7 @@
 // double free or another pool's packet is counted and otherwise ignored.
 #include "drivers/e1000e/packet_pool.hpp"
 #include "tests/unit/e1000e/pool_support.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,21 +21,18 @@ constexpr std::uint64_t kIova = kTestIova;
 
 TEST(PacketPool, CapacityIsWholeBuffersOfTheMemory) {
   std::vector<std::byte> exact(8 * kBuf);
-  auto pool = make_pool(exact);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(exact));
   EXPECT_EQ(pool->capacity(), 8U);
   EXPECT_EQ(pool->available(), 8U);
   EXPECT_EQ(pool->bad_frees(), 0U);
 
   std::vector<std::byte> ragged(5 * kBuf + kBuf - 1);  // the tail holds no whole buffer
-  auto pool2 = make_pool(ragged);
-  ASSERT_NE(pool2, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool2, make_pool(ragged));
   EXPECT_EQ(pool2->capacity(), 5U);
   EXPECT_EQ(pool2->available(), 5U);
 
   std::vector<std::byte> one(kBuf);
-  auto pool3 = make_pool(one);
-  ASSERT_NE(pool3, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool3, make_pool(one));
   EXPECT_EQ(pool3->capacity(), 1U);
 }
 
@@ -50,8 +48,7 @@ TEST(PacketPool, TooLittleMemoryIsAnError) {
 
 TEST(PacketPool, EachPacketMapsItsSliceOfMemoryAndIova) {
   std::vector<std::byte> memory(6 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   std::set<std::uint32_t> seen;
   for (std::size_t n = 0; n < 6; ++n) {
     Packet* p = pool->alloc();
@@ -70,8 +67,7 @@ TEST(PacketPool, EachPacketMapsItsSliceOfMemoryAndIova) {
 
 TEST(PacketPool, AllocUntilEmptyThenNull) {
   std::vector<std::byte> memory(4 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   std::vector<Packet*> taken;
   for (std::size_t n = 4; n > 0; --n) {
     EXPECT_EQ(pool->available(), n);
@@ -89,8 +85,7 @@ TEST(PacketPool, AllocUntilEmptyThenNull) {
 
 TEST(PacketPool, AllocBulkFillsFromTheFrontAndStopsWhenDry) {
   std::vector<std::byte> memory(5 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   std::vector<Packet*> first(3, nullptr);
   EXPECT_EQ(pool->alloc_bulk(first), 3U);
   EXPECT_EQ(pool->available(), 2U);
@@ -115,8 +110,7 @@ TEST(PacketPool, AllocBulkFillsFromTheFrontAndStopsWhenDry) {
 
 TEST(PacketPool, FreeThenAllocAgainResetsLength) {
   std::vector<std::byte> memory(2 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   Packet* a = pool->alloc();
   Packet* b = pool->alloc();
   ASSERT_NE(a, nullptr);
@@ -145,8 +139,7 @@ TEST(PacketPool, FreeThenAllocAgainResetsLength) {
 
 TEST(PacketPool, DoubleFreeIsCountedAndIgnored) {
   std::vector<std::byte> memory(3 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   Packet* p = pool->alloc();
   ASSERT_NE(p, nullptr);
   pool->free(p);
@@ -169,10 +162,8 @@ TEST(PacketPool, DoubleFreeIsCountedAndIgnored) {
 TEST(PacketPool, FreeingAnotherPoolsPacketIsCountedAndIgnored) {
   std::vector<std::byte> mem_a(2 * kBuf);
   std::vector<std::byte> mem_b(2 * kBuf);
-  auto a = make_pool(mem_a, kIova);
-  auto b = make_pool(mem_b, kIova + 0x10'0000);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto a, make_pool(mem_a, kIova));
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, make_pool(mem_b, kIova + 0x10'0000));
   Packet* from_b = b->alloc();
   ASSERT_NE(from_b, nullptr);
   EXPECT_FALSE(a->owns(from_b));
@@ -211,8 +202,7 @@ TEST(PacketPool, FreeingNullIsCountedAndIgnored) {
 
 TEST(PacketPool, FreeBulkCountsOnlyTheBadOnes) {
   std::vector<std::byte> memory(4 * kBuf);
-  auto pool = make_pool(memory);
-  ASSERT_NE(pool, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto pool, make_pool(memory));
   Packet* a = pool->alloc();
   Packet* b = pool->alloc();
   ASSERT_NE(a, nullptr);

@@ -14,8 +14,9 @@
 #include <vector>
 
 #include "drivers/e1000e/packet_pool.hpp"
-#include "tests/unit/e1000e/pool_support.hpp"
 #include "drivers/e1000e/spec.hpp"
+#include "tests/unit/e1000e/pool_support.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 
 namespace vfe::e1000e {
 namespace {
@@ -37,9 +38,13 @@ std::uint32_t length_of(std::uint32_t seq) { return 60 + (seq * 97) % (1514 - 60
 // driver handed over (RDH up to the RDT it last "wrote").
 class RxHarness {
  public:
-  RxHarness(std::uint32_t count, std::size_t buffers) : memory_(buffers * kBuf), descs_(count) {
-    pool_ = make_pool(memory_);
-    ring_ = std::make_unique<RxRing>(descs_.data(), count, *pool_);
+  // `count` descriptors and a pool of `buffers`, for VFE_ASSERT_OK_AND_ASSIGN. Moving a harness
+  // keeps every pointer valid: the pool, ring, memory and descriptors live on the heap.
+  static Result<RxHarness> make(std::uint32_t count, std::size_t buffers) {
+    RxHarness h(count, buffers);
+    VFE_TRY_ASSIGN(h.pool_, make_pool(h.memory_));
+    h.ring_ = std::make_unique<RxRing>(h.descs_.data(), count, *h.pool_);
+    return h;
   }
 
   bool deliver(std::span<const std::byte> bytes, std::uint8_t status = kDdEop, std::uint8_t errors = 0) {
@@ -77,6 +82,9 @@ class RxHarness {
   std::unique_ptr<RxRing> ring_;
   std::uint32_t head_ = 0;
   std::uint32_t rdt_ = 0;
+
+ private:
+  RxHarness(std::uint32_t count, std::size_t buffers) : memory_(buffers * kBuf), descs_(count) {}
 };
 
 void expect_frame(const Packet* p, std::uint32_t seq) {
@@ -87,7 +95,7 @@ void expect_frame(const Packet* p, std::uint32_t seq) {
 }
 
 TEST(RxRing, FillFailsWithoutEnoughBuffersAndChangesNothing) {
-  RxHarness h(8, 7);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 7));
   std::memset(static_cast<void*>(h.descs_.data()), 0xab, h.descs_.size() * sizeof(RxDescriptor));
   const std::vector<RxDescriptor> before = h.descs_;
   auto r = h.ring_->fill();
@@ -99,7 +107,7 @@ TEST(RxRing, FillFailsWithoutEnoughBuffersAndChangesNothing) {
 }
 
 TEST(RxRing, FillGivesEveryDescriptorAFreshPoolBuffer) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   std::memset(static_cast<void*>(h.descs_.data()), 0xff, h.descs_.size() * sizeof(RxDescriptor));  // DD set
   ASSERT_TRUE(h.ring_->fill().has_value());
   std::set<std::uint64_t> buffers;
@@ -120,7 +128,7 @@ TEST(RxRing, FillGivesEveryDescriptorAFreshPoolBuffer) {
 }
 
 TEST(RxRing, DeviceOwnsAllButOneDescriptor) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   for (std::uint32_t seq = 0; seq < 7; ++seq) {
@@ -130,7 +138,7 @@ TEST(RxRing, DeviceOwnsAllButOneDescriptor) {
 }
 
 TEST(RxRing, ReceivesFramesInOrderAndRefills) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   for (std::uint32_t seq = 0; seq < 3; ++seq) {
@@ -165,7 +173,7 @@ TEST(RxRing, ReceivesFramesInOrderAndRefills) {
 }
 
 TEST(RxRing, ReceiveTakesNoMoreThanTheSpan) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   for (std::uint32_t seq = 0; seq < 5; ++seq) {
@@ -193,7 +201,7 @@ TEST(RxRing, ReceiveTakesNoMoreThanTheSpan) {
 TEST(RxRing, DropsFramesTheDeviceFlagged) {
   // CE, SE, SEQ, CXE, RXE; then a zero length and one longer than the buffer.
   for (const std::uint8_t errors : std::vector<std::uint8_t>{0x01, 0x02, 0x04, 0x10, 0x80}) {
-    RxHarness h(8, 16);
+    VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
     ASSERT_TRUE(h.ring_->fill().has_value());
     h.sync_tail();
     ASSERT_TRUE(h.deliver_seq(0));
@@ -209,7 +217,7 @@ TEST(RxRing, DropsFramesTheDeviceFlagged) {
     EXPECT_TRUE(h.ring_->take_tail_update());
     EXPECT_EQ(h.pool_->available(), 16U - 8U - 2U) << "the dropped frame's buffer went back";
   }
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   ASSERT_TRUE(h.deliver({}, kDdEop));
@@ -224,7 +232,7 @@ TEST(RxRing, DropsFramesTheDeviceFlagged) {
 }
 
 TEST(RxRing, DropsAFrameSpanningTwoDescriptorsAsOneError) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   const auto big = frame_bytes(9, 2048);
@@ -250,7 +258,7 @@ TEST(RxRing, DropsAFrameSpanningTwoDescriptorsAsOneError) {
 }
 
 TEST(RxRing, StarvedPoolKeepsTheFrameForALaterCall) {
-  RxHarness h(8, 10);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 10));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   Packet* held[2] = {h.pool_->alloc(), h.pool_->alloc()};
@@ -282,7 +290,7 @@ TEST(RxRing, StarvedPoolKeepsTheFrameForALaterCall) {
 // A frame the device flagged needs no fresh buffer: its own goes straight back on the ring, so a
 // dry pool does not stall the ring behind it.
 TEST(RxRing, DropsAFlaggedFrameEvenWhenThePoolIsDry) {
-  RxHarness h(8, 8);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 8));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   ASSERT_EQ(h.pool_->available(), 0U);
@@ -299,7 +307,7 @@ TEST(RxRing, DropsAFlaggedFrameEvenWhenThePoolIsDry) {
 }
 
 TEST(RxRing, WrapsAroundInOrderOverManyRounds) {
-  RxHarness h(8, 32);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 32));
   ASSERT_TRUE(h.ring_->fill().has_value());
   h.sync_tail();
   constexpr std::uint32_t kFrames = 100;
@@ -326,7 +334,7 @@ TEST(RxRing, WrapsAroundInOrderOverManyRounds) {
 }
 
 TEST(RxRing, DestructorReturnsTheRingsBuffers) {
-  RxHarness h(8, 16);
+  VFE_ASSERT_OK_AND_ASSIGN(RxHarness h, RxHarness::make(8, 16));
   ASSERT_TRUE(h.ring_->fill().has_value());
   EXPECT_EQ(h.pool_->available(), 8U);
   h.ring_.reset();

@@ -10,11 +10,13 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "drivers/e1000e/packet_pool.hpp"
-#include "tests/unit/e1000e/pool_support.hpp"
 #include "drivers/e1000e/spec.hpp"
+#include "tests/unit/e1000e/pool_support.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 
 namespace vfe::e1000e {
 namespace {
@@ -27,15 +29,23 @@ static_assert((tx_command::kEndOfPacket | tx_command::kInsertFcs | tx_command::k
 class TxRingTest : public ::testing::Test {
  protected:
   static constexpr std::uint32_t kCount = 8;
-  TxRingTest() : memory_(32 * kBuf), descs_(kCount) {
-    pool_ = make_pool(memory_);
+  TxRingTest() : memory_(32 * kBuf), descs_(kCount) {}
+  // In SetUp, not the constructor: a pool that cannot be made ends the test before its body.
+  void SetUp() override {
+    VFE_ASSERT_OK_AND_ASSIGN(pool_, make_pool(memory_));
     std::memset(static_cast<void*>(descs_.data()), 0x5a, descs_.size() * sizeof(TxDescriptor));
     ring_ = std::make_unique<TxRing>(descs_.data(), kCount, *pool_);
     ring_->reset();
   }
-  std::vector<Packet*> frames(std::size_t n, std::uint32_t length = 60) {
+  // `n` packets of `length` bytes, or an error (and none taken) when the pool has fewer free.
+  Result<std::vector<Packet*>> frames(std::size_t n, std::uint32_t length = 60) {
     std::vector<Packet*> v(n);
-    EXPECT_EQ(pool_->alloc_bulk(v), n);
+    const std::size_t got = pool_->alloc_bulk(v);
+    if (got != n) {
+      pool_->free_bulk(std::span(v).first(got));
+      return Error::from_errno(ENOBUFS, "frames", std::to_string(n) + " packets asked for, " +
+                                                      std::to_string(got) + " free in the pool");
+    }
     for (Packet* p : v) {
       p->length = length;
     }
@@ -68,7 +78,7 @@ TEST_F(TxRingTest, ResetZeroesTheRing) {
 }
 
 TEST_F(TxRingTest, SendWritesOneDescriptorPerFrame) {
-  auto f = frames(3);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(3));
   f[1]->length = 1514;
   f[2]->length = 14;
   const TxResult r = ring_->send(f);
@@ -93,7 +103,7 @@ TEST_F(TxRingTest, SendWritesOneDescriptorPerFrame) {
 }
 
 TEST_F(TxRingTest, FullRingPushesBack) {
-  auto f = frames(10);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(10));
   const TxResult r = ring_->send(f);
   EXPECT_EQ(r.sent, 7U);
   EXPECT_EQ(r.error, -EAGAIN);
@@ -112,7 +122,7 @@ TEST_F(TxRingTest, FullRingPushesBack) {
 }
 
 TEST_F(TxRingTest, ReclaimReturnsFinishedBuffersAndSendWrapsAround) {
-  auto f = frames(10);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(10));
   ASSERT_EQ(ring_->send(std::span<Packet* const>(f).first(7)).sent, 7U);
   EXPECT_EQ(ring_->reclaim(), 0U);
   complete(5);  // out of order: the oldest is not done, so nothing is
@@ -144,7 +154,7 @@ TEST_F(TxRingTest, ReclaimReturnsFinishedBuffersAndSendWrapsAround) {
 
 TEST_F(TxRingTest, RefusesBadLengthsAndKeepsTheRest) {
   for (const std::uint32_t bad : {13U, 1515U, 0U}) {
-    auto f = frames(3);
+    VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(3));
     f[1]->length = bad;
     const std::uint32_t tail = ring_->tail();
     const std::size_t available = pool_->available();
@@ -170,11 +180,11 @@ TEST_F(TxRingTest, RefusesBadLengthsAndKeepsTheRest) {
 
 TEST_F(TxRingTest, RefusesForeignFreeAndNullPackets) {
   std::vector<std::byte> other_memory(2 * kBuf);
-  auto other = make_pool(other_memory, kIova + 0x100'0000);
-  ASSERT_NE(other, nullptr);
+  VFE_ASSERT_OK_AND_ASSIGN(auto other, make_pool(other_memory, kIova + 0x100'0000));
   Packet* foreign = other->alloc();
+  ASSERT_NE(foreign, nullptr);
   foreign->length = 60;
-  auto f = frames(2);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(2));
   pool_->free(f[1]);  // a free packet of our own pool
   for (Packet* bad : {foreign, f[1], static_cast<Packet*>(nullptr)}) {
     const std::vector<Packet*> batch{bad, f[0]};
@@ -192,7 +202,7 @@ TEST_F(TxRingTest, RefusesForeignFreeAndNullPackets) {
 // A buffer on the ring is the device's until reclaimed: sending it again (in the same batch or a
 // later one) is refused, and so is never freeing it twice.
 TEST_F(TxRingTest, RefusesAFrameAlreadyOnTheRing) {
-  auto f = frames(2);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(2));
   const std::vector<Packet*> twice{f[0], f[0]};
   const TxResult r = ring_->send(twice);
   EXPECT_EQ(r.sent, 1U);
@@ -208,7 +218,7 @@ TEST_F(TxRingTest, RefusesAFrameAlreadyOnTheRing) {
 }
 
 TEST_F(TxRingTest, SendReclaimsWhenTheRingLooksFull) {
-  auto f = frames(9);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(9));
   ASSERT_EQ(ring_->send(std::span<Packet* const>(f).first(7)).sent, 7U);
   for (std::uint32_t i = 0; i < 4; ++i) {
     complete(i);
@@ -225,7 +235,7 @@ TEST_F(TxRingTest, WrapsAroundOverManyRounds) {
   std::uint32_t next = 0;
   for (int round = 0; round < 40; ++round) {
     const std::size_t n = 1 + static_cast<std::size_t>(round) % 7;
-    auto f = frames(n, 60 + static_cast<std::uint32_t>(round));
+    VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(n, 60 + static_cast<std::uint32_t>(round)));
     const TxResult r = ring_->send(f);
     ASSERT_EQ(r.sent, n) << "round " << round;
     for (std::size_t i = 0; i < n; ++i) {
@@ -242,12 +252,12 @@ TEST_F(TxRingTest, WrapsAroundOverManyRounds) {
 }
 
 TEST_F(TxRingTest, DestructorAndResetReturnInFlightPackets) {
-  auto f = frames(5);
+  VFE_ASSERT_OK_AND_ASSIGN(auto f, frames(5));
   ASSERT_EQ(ring_->send(f).sent, 5U);
   ring_->reset();
   EXPECT_EQ(pool_->available(), 32U);
   EXPECT_EQ(ring_->in_flight(), 0U);
-  f = frames(5);
+  VFE_ASSERT_OK_AND_ASSIGN(f, frames(5));
   ASSERT_EQ(ring_->send(f).sent, 5U);
   EXPECT_EQ(pool_->available(), 27U);
   ring_.reset();

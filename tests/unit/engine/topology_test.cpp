@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_sysfs.hpp"
 
 namespace vfe::engine {
@@ -31,20 +32,17 @@ std::string data_path(const char* name) {
 
 // The hand-written machine of data/two_packages_cxl.xml: nodes 0 (CPUs 0-1) and 1 (CPUs 2-3)
 // under two packages, node 2 memory only and nearer to node 1, PCI functions below each package
-// and one at the top of the machine.
-Topology cxl_machine() {
-  auto topology = Topology::from_xml_file(data_path("two_packages_cxl.xml"));
-  EXPECT_TRUE(topology) << topology.error().message();
-  return std::move(topology).value();
+// and one at the top of the machine. Loading it needs hwloc's XML reader (libhwloc-plugins), so
+// a test takes it with VFE_ASSERT_OK_AND_ASSIGN.
+Result<Topology> cxl_machine() {
+  return Topology::from_xml_file(data_path("two_packages_cxl.xml"));
 }
 
-Topology synthetic(const char* description) {
-  auto topology = Topology::from_synthetic(description);
-  EXPECT_TRUE(topology) << topology.error().message();
-  return std::move(topology).value();
-}
-
-vfio::Bdf bdf(const char* text) { return *vfio::Bdf::parse(text); }
+// PCI functions of that machine (one without locality in it), and one it does not list.
+constexpr vfio::Bdf kBelowPackage1{0, 0x81, 0, 0};  // 0000:81:00.0, behind a root port
+constexpr vfio::Bdf kBelowPackage0{0, 0x01, 0, 0};  // 0000:01:00.0
+constexpr vfio::Bdf kAtTheTop{0, 0x00, 5, 0};       // 0000:00:05.0, no locality in hwloc
+constexpr vfio::Bdf kNotInTheXml{0, 0x82, 0, 0};    // 0000:82:00.0
 
 // The CPUs the calling thread may run on, sorted.
 std::vector<int> thread_affinity() {
@@ -61,7 +59,7 @@ std::vector<int> thread_affinity() {
 }
 
 TEST(TopologySynthetic, OneNodeHoldsEveryCpu) {
-  const Topology topology = synthetic("pack:1 core:2 pu:2");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, Topology::from_synthetic("pack:1 core:2 pu:2"));
   EXPECT_EQ(topology.numa_nodes(), Nodes{0});
   EXPECT_EQ(topology.cpu_count(), 4);
   EXPECT_EQ(topology.cpus_of_node(0), (Nodes{0, 1, 2, 3}));
@@ -71,7 +69,8 @@ TEST(TopologySynthetic, OneNodeHoldsEveryCpu) {
 }
 
 TEST(TopologySynthetic, TwoNodesSplitTheCpus) {
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
   EXPECT_EQ(topology.numa_nodes(), (Nodes{0, 1}));
   EXPECT_EQ(topology.cpus_of_node(0), (Nodes{0, 1}));
   EXPECT_EQ(topology.cpus_of_node(1), (Nodes{2, 3}));
@@ -82,7 +81,8 @@ TEST(TopologySynthetic, TwoNodesSplitTheCpus) {
 }
 
 TEST(TopologySynthetic, FourNodesTwoPerPackage) {
-  const Topology topology = synthetic("pack:2 group:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 group:2 numa:1 core:2 pu:1"));
   EXPECT_EQ(topology.numa_nodes(), (Nodes{0, 1, 2, 3}));
   EXPECT_EQ(topology.cpu_count(), 8);
   for (int node = 0; node < 4; ++node) {
@@ -95,7 +95,8 @@ TEST(TopologySynthetic, FourNodesTwoPerPackage) {
 TEST(TopologySynthetic, CpuNumbersAreOsIndexes) {
   // Linux numbers the hardware threads of a core apart (0 and 2 are siblings here); the answers
   // use those numbers, not hwloc's logical order.
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1(indexes=0,2,1,3)");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1(indexes=0,2,1,3)"));
   EXPECT_EQ(topology.cpus_of_node(0), (Nodes{0, 2}));
   EXPECT_EQ(topology.cpus_of_node(1), (Nodes{1, 3}));
   EXPECT_EQ(topology.node_of_cpu(2), 0);
@@ -103,7 +104,8 @@ TEST(TopologySynthetic, CpuNumbersAreOsIndexes) {
 }
 
 TEST(TopologySynthetic, MemoryOnlyNodeAboveThePackages) {
-  const Topology topology = synthetic("[numa] pack:2 [numa] core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("[numa] pack:2 [numa] core:2 pu:1"));
   EXPECT_EQ(topology.numa_nodes(), (Nodes{0, 1, 2}));
   EXPECT_EQ(topology.cpus_of_node(0), (Nodes{0, 1}));
   EXPECT_EQ(topology.cpus_of_node(1), (Nodes{2, 3}));
@@ -115,7 +117,8 @@ TEST(TopologySynthetic, MemoryOnlyNodeAboveThePackages) {
 TEST(TopologySynthetic, MemoryOnlyNodeBesideTheCpusNode) {
   // Two nodes under each package: the lower one is the CPUs' own node (0 and 2), the other is
   // memory only, local to that package's CPUs.
-  const Topology topology = synthetic("pack:2 [numa] [numa] core:1 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 [numa] [numa] core:1 pu:1"));
   EXPECT_EQ(topology.numa_nodes(), (Nodes{0, 1, 2, 3}));
   EXPECT_EQ(topology.cpus_of_node(0), Nodes{0});
   EXPECT_EQ(topology.cpus_of_node(2), Nodes{1});
@@ -126,7 +129,8 @@ TEST(TopologySynthetic, MemoryOnlyNodeBesideTheCpusNode) {
 }
 
 TEST(TopologySynthetic, UnknownNodesAndCpusGiveNothing) {
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
   EXPECT_TRUE(topology.cpus_of_node(7).empty());
   EXPECT_TRUE(topology.cpus_of_node(-1).empty());
   EXPECT_EQ(topology.node_of_cpu(4), -1);
@@ -146,7 +150,8 @@ TEST(TopologySynthetic, MalformedDescriptionsAreErrors) {
 }
 
 TEST(TopologySynthetic, BindingIsRefused) {
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
   const auto thread = topology.bind_thread_to_node(0);
   ASSERT_FALSE(thread);
   EXPECT_TRUE(thread.error().is(ENOTSUP)) << thread.error().message();
@@ -164,7 +169,8 @@ TEST(TopologySynthetic, BindingIsRefused) {
 }
 
 TEST(TopologySynthetic, BadBindingArgumentsAreInvalid) {
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
   const auto no_node = topology.bind_thread_to_node(5);
   ASSERT_FALSE(no_node);
   EXPECT_TRUE(no_node.error().is(EINVAL));
@@ -185,16 +191,16 @@ TEST(TopologySynthetic, BadBindingArgumentsAreInvalid) {
 }
 
 TEST(TopologySynthetic, MovesKeepTheTopology) {
-  Topology first = synthetic("pack:2 numa:1 core:2 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(Topology first, Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
   Topology second = std::move(first);
   EXPECT_EQ(second.cpus_of_node(1), (Nodes{2, 3}));
-  first = synthetic("pack:1 core:1 pu:1");
+  VFE_ASSERT_OK_AND_ASSIGN(first, Topology::from_synthetic("pack:1 core:1 pu:1"));
   second = std::move(first);
   EXPECT_EQ(second.cpu_count(), 1);
 }
 
 TEST(TopologyXml, NodesAndCpus) {
-  const Topology topology = cxl_machine();
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
   EXPECT_FALSE(topology.is_this_system());
   EXPECT_EQ(topology.numa_nodes(), (Nodes{0, 1, 2}));
   EXPECT_EQ(topology.cpu_count(), 4);
@@ -206,7 +212,7 @@ TEST(TopologyXml, NodesAndCpus) {
 }
 
 TEST(TopologyXml, MemoryOnlyNodeRunsOnTheNearestNodeByLatency) {
-  const Topology topology = cxl_machine();
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
   // The latency matrix puts node 2 at 24 from node 1 and 32 from node 0: node 1 first, although
   // OS index order would say 0.
   EXPECT_EQ(topology.nearest_nodes_with_cpus(2), (Nodes{1, 0}));
@@ -215,13 +221,13 @@ TEST(TopologyXml, MemoryOnlyNodeRunsOnTheNearestNodeByLatency) {
 }
 
 TEST(TopologyXml, DeviceNodeFromHwloc) {
-  const Topology topology = cxl_machine();
-  EXPECT_EQ(topology.device_node(bdf("0000:81:00.0")), 1);  // behind a root port below package 1
-  EXPECT_EQ(topology.device_node(bdf("0000:01:00.0")), 0);
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
+  EXPECT_EQ(topology.device_node(kBelowPackage1), 1);  // behind a root port below package 1
+  EXPECT_EQ(topology.device_node(kBelowPackage0), 0);
 }
 
 TEST(TopologyXml, BindingAMemoryOnlyNodeNamesTheNodesToUse) {
-  const Topology topology = cxl_machine();
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
   const auto bound = topology.bind_thread_to_node(2);
   ASSERT_FALSE(bound);
   EXPECT_TRUE(bound.error().is(EINVAL));
@@ -239,7 +245,7 @@ TEST(TopologyXml, TextAndFileGiveTheSameTopology) {
   EXPECT_EQ(topology->numa_nodes(), (Nodes{0, 1, 2}));
   EXPECT_EQ(topology->cpus_of_node(1), (Nodes{2, 3}));
   EXPECT_EQ(topology->nearest_nodes_with_cpus(2), (Nodes{1, 0}));
-  EXPECT_EQ(topology->device_node(bdf("0000:81:00.0")), 1);
+  EXPECT_EQ(topology->device_node(kBelowPackage1), 1);
 }
 
 TEST(TopologyXml, MalformedXmlIsAnError) {
@@ -260,13 +266,13 @@ TEST(TopologyXml, MissingFileIsAnError) {
 }
 
 TEST(TopologyXml, ConstQueriesFromManyThreads) {
-  const Topology topology = cxl_machine();
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
   std::vector<std::thread> threads;
   std::vector<int> failures(4, 0);
   for (std::size_t t = 0; t < failures.size(); ++t) {
     threads.emplace_back([&topology, &failures, t] {
       for (int i = 0; i < 200; ++i) {
-        failures[t] += topology.device_node(bdf("0000:81:00.0")) != 1;
+        failures[t] += topology.device_node(kBelowPackage1) != 1;
         failures[t] += topology.nearest_nodes_with_cpus(2) != Nodes{1, 0};
         failures[t] += topology.node_of_cpu(2) != 1;
       }
@@ -282,31 +288,32 @@ TEST(TopologyXml, ConstQueriesFromManyThreads) {
 class TopologySysfs : public test::FakeSysfs {};
 
 TEST_F(TopologySysfs, DeviceWithoutLocalityInHwlocAsksSysfs) {
-  const Topology topology = cxl_machine();
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
   // 0000:00:05.0 hangs at the top of the machine: hwloc doesn't know its node.
-  EXPECT_EQ(topology.device_node(bdf("0000:00:05.0")), -1);
-  add_device("0000:00:05.0", "vfio-pci", "5", 1);
-  EXPECT_EQ(topology.device_node(bdf("0000:00:05.0")), 1);
+  EXPECT_EQ(topology.device_node(kAtTheTop), -1);
+  add_device(kAtTheTop.to_string(), "vfio-pci", "5", 1);
+  EXPECT_EQ(topology.device_node(kAtTheTop), 1);
 }
 
 TEST_F(TopologySysfs, DeviceHwlocDoesNotListAsksSysfs) {
-  const Topology topology = cxl_machine();
-  EXPECT_EQ(topology.device_node(bdf("0000:82:00.0")), -1);
-  add_device("0000:82:00.0", "vfio-pci", "9", 0);
-  EXPECT_EQ(topology.device_node(bdf("0000:82:00.0")), 0);
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
+  EXPECT_EQ(topology.device_node(kNotInTheXml), -1);
+  add_device(kNotInTheXml.to_string(), "vfio-pci", "9", 0);
+  EXPECT_EQ(topology.device_node(kNotInTheXml), 0);
 }
 
 TEST_F(TopologySysfs, SyntheticTopologyHasNoPciDevicesSoSysfsAnswers) {
-  const Topology topology = synthetic("pack:2 numa:1 core:2 pu:1");
-  EXPECT_EQ(topology.device_node(bdf("0000:81:00.0")), -1);
-  add_device("0000:81:00.0", "vfio-pci", "3", 1);
-  EXPECT_EQ(topology.device_node(bdf("0000:81:00.0")), 1);
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology,
+                           Topology::from_synthetic("pack:2 numa:1 core:2 pu:1"));
+  EXPECT_EQ(topology.device_node(kBelowPackage1), -1);
+  add_device(kBelowPackage1.to_string(), "vfio-pci", "3", 1);
+  EXPECT_EQ(topology.device_node(kBelowPackage1), 1);
 }
 
 TEST_F(TopologySysfs, HwlocWinsOverSysfs) {
-  const Topology topology = cxl_machine();
-  add_device("0000:81:00.0", "vfio-pci", "3", 0);
-  EXPECT_EQ(topology.device_node(bdf("0000:81:00.0")), 1);
+  VFE_ASSERT_OK_AND_ASSIGN(const Topology topology, cxl_machine());
+  add_device(kBelowPackage1.to_string(), "vfio-pci", "3", 0);
+  EXPECT_EQ(topology.device_node(kBelowPackage1), 1);
 }
 
 TEST(TopologyHost, LoadsThisMachine) {

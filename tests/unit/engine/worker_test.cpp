@@ -10,6 +10,8 @@
 #include <atomic>
 #include <thread>
 
+#include "tests/unit/support/assert_ok.hpp"
+
 namespace vfe::engine {
 namespace {
 using namespace std::chrono_literals;
@@ -20,17 +22,12 @@ constexpr std::uint64_t kEvents = 100'000;  // sanitizers slow each write(2) dow
 constexpr std::uint64_t kEvents = 1'000'000;
 #endif
 
-std::unique_ptr<Worker> start(WorkerMode mode) {
+Result<std::unique_ptr<Worker>> start(WorkerMode mode) {
   WorkerOptions o;
   o.mode = mode;
   o.idle_before_sleep = 20us;
   o.name = std::string("test-") + to_string(mode);
-  auto w = Worker::start(std::move(o));
-  if (!w) {
-    ADD_FAILURE() << w.error().message();
-    std::abort();
-  }
-  return std::move(w).value();
+  return Worker::start(std::move(o));
 }
 
 class WorkerModes : public ::testing::TestWithParam<WorkerMode> {};
@@ -38,7 +35,7 @@ class WorkerModes : public ::testing::TestWithParam<WorkerMode> {};
 // Another thread writes the eventfd kEvents times; the handler must see exactly kEvents in
 // total (a lost event would make less, a duplicated one more), all on the worker thread.
 TEST_P(WorkerModes, DeliversEveryEventOnceOnTheWorker) {
-  auto worker = start(GetParam());
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(GetParam()));
   const int fd = ::eventfd(0, EFD_CLOEXEC);
   ASSERT_GE(fd, 0);
   std::atomic<std::uint64_t> seen{0};
@@ -79,8 +76,8 @@ class AlwaysBusy final : public Pollable {
 };
 
 TEST_P(WorkerModes, ABusyPollableDoesNotStarveInterrupts) {
-  auto worker = start(GetParam());
-  AlwaysBusy busy;
+  AlwaysBusy busy;  // before the worker: outlives it even when an ASSERT below returns early
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(GetParam()));
   ASSERT_TRUE(worker->add(busy));
   const int fd = ::eventfd(0, EFD_CLOEXEC);
   ASSERT_GE(fd, 0);
@@ -100,7 +97,7 @@ TEST_P(WorkerModes, ABusyPollableDoesNotStarveInterrupts) {
 
 // Tasks from several threads all run, once, and a sleeping worker is always woken.
 TEST_P(WorkerModes, PostedTasksAllRunWithoutLostWakeups) {
-  auto worker = start(GetParam());
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(GetParam()));
   constexpr int kThreads = 3;
   constexpr int kPerThread = 20'000;
   std::atomic<int> ran{0};
@@ -133,7 +130,7 @@ TEST_P(WorkerModes, PostedTasksAllRunWithoutLostWakeups) {
 // Destroying a worker while an eventfd keeps firing returns promptly and leaks nothing (ASan
 // checks the leak part).
 TEST_P(WorkerModes, ShutdownWithEventsInFlight) {
-  auto worker = start(GetParam());
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(GetParam()));
   const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // O_NONBLOCK: the poll-then-read path
   ASSERT_GE(fd, 0);
   std::atomic<std::uint64_t> seen{0};
@@ -161,13 +158,13 @@ INSTANTIATE_TEST_SUITE_P(AllModes, WorkerModes,
                          [](const auto& test) { return std::string(to_string(test.param)); });
 
 TEST(Worker, UsesTheBestIoUringFlagsTheKernelHas) {
-  auto worker = start(WorkerMode::interrupt);
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(WorkerMode::interrupt));
   // Every kernel this runs on (Debian 12's 6.1 and newer) takes SINGLE_ISSUER|DEFER_TASKRUN.
   EXPECT_NE(worker->ring_flags() & (1U << 13), 0U) << std::hex << worker->ring_flags();
 }
 
 TEST(Worker, RefusesBadArguments) {
-  auto worker = start(WorkerMode::interrupt);
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(WorkerMode::interrupt));
   EXPECT_FALSE(worker->watch(-1, [](std::uint64_t) {}));
   EXPECT_FALSE(worker->unwatch(12345));
   WorkerOptions bad;

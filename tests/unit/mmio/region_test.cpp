@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 
 namespace vfe::mmio {
@@ -48,7 +49,7 @@ void capture(LogLevel level, std::string_view message) noexcept {
 class RegionTest : public vfe::test::VfioFixture {
  protected:
   void SetUp() override {
-    VfioFixture::SetUp();
+    ASSERT_NO_FATAL_FAILURE(VfioFixture::SetUp());
     bar_ = &sys_.back(device_path(vfe::test::kDeviceName), kBarOffset, kBarSize);
     logged().clear();
     set_log_sink(capture);
@@ -69,14 +70,13 @@ class RegionTest : public vfe::test::VfioFixture {
     return Region::open(*dev_, kBar);
   }
   // The fake's memory behind the mapping of the area at region offset `area`.
-  std::uint8_t* mapped(std::uint64_t area) {
+  Result<std::uint8_t*> mapped(std::uint64_t area) {
     for (const auto& m : sys_.mappings()) {
       if (m.offset == kBarOffset + static_cast<off_t>(area)) {
         return static_cast<std::uint8_t*>(m.addr);
       }
     }
-    ADD_FAILURE() << "no mapping at region offset " << area;
-    return nullptr;
+    return Error::from_errno(ENOENT, "mapped", "no mapping at region offset " + std::to_string(area));
   }
 
   std::optional<vfio::Device> dev_;
@@ -104,7 +104,8 @@ TEST_F(RegionTest, MapsEachSparseArea) {
   EXPECT_FALSE(r->is_mapped(0x2ffc, 8));
   EXPECT_TRUE(r->is_mapped(0x3ff8, 8));
   EXPECT_FALSE(r->is_mapped(0x3ffc, 8));
-  EXPECT_EQ(r->address(0x3010, 4), mapped(0x3000) + 0x10);
+  VFE_ASSERT_OK_AND_ASSIGN(const std::uint8_t* second, mapped(0x3000));
+  EXPECT_EQ(r->address(0x3010, 4), second + 0x10);
   EXPECT_EQ(r->address(0x2000, 4), nullptr);
 }
 
@@ -116,10 +117,12 @@ TEST_F(RegionTest, MappedAccessesAreLoadsAndStoresWithoutSystemCalls) {
   r->write32(0x10, 0xdeadbeef);
   r->write64_db(0x3008, 0x0123456789abcdefULL);
   r->write8(0x3001, 0x5a);
+  VFE_ASSERT_OK_AND_ASSIGN(const std::uint8_t* first, mapped(0));
+  VFE_ASSERT_OK_AND_ASSIGN(const std::uint8_t* second, mapped(0x3000));
   std::uint32_t v32 = 0;
-  std::memcpy(&v32, mapped(0) + 0x10, 4);
+  std::memcpy(&v32, first + 0x10, 4);
   EXPECT_EQ(v32, 0xdeadbeefU);
-  EXPECT_EQ(mapped(0x3000)[1], 0x5a);
+  EXPECT_EQ(second[1], 0x5a);
   EXPECT_EQ(r->read64(0x3008), 0x0123456789abcdefULL);
   EXPECT_EQ(r->read16(0x12), 0xdeadU);
   EXPECT_EQ(sys_.accesses().size(), calls);

@@ -28,7 +28,7 @@ std::vector<std::uint8_t> CapChain::bytes(std::uint32_t base) const {
 }
 
 void VfioFixture::SetUp() {
-  FakeSysfs::SetUp();
+  ASSERT_NO_FATAL_FAILURE(FakeSysfs::SetUp());
   add_device(kDeviceName, "vfio-pci", "7");
   script_type1();
   script_device();
@@ -81,13 +81,14 @@ void VfioFixture::script_device() {
   });
 }
 
-std::shared_ptr<vfio::IommuBackend> VfioFixture::type1() {
-  auto backend = vfio::make_backend(vfio::IommuMode::type1, sys_);
-  EXPECT_TRUE(backend) << backend.error().message();
-  return backend ? *backend : nullptr;
+Result<std::shared_ptr<vfio::IommuBackend>> VfioFixture::type1() {
+  return vfio::make_backend(vfio::IommuMode::type1, sys_);
 }
 
-Result<vfio::Device> VfioFixture::open_device() { return vfio::Device::open(kDevice, type1()); }
+Result<vfio::Device> VfioFixture::open_device() {
+  VFE_TRY_ASSIGN(auto backend, type1());
+  return vfio::Device::open(kDevice, std::move(backend));
+}
 
 void VfioFixture::add_region(std::uint32_t index, std::uint32_t flags, std::uint64_t size,
                              std::uint64_t offset, CapChain caps) {

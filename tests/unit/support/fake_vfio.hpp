@@ -107,8 +107,8 @@ class VfioFixture : public FakeSysfs {
   [[nodiscard]] static std::string device_path(const std::string& bdf) {
     return "vfio-device " + bdf;
   }
-  /// A type1 backend over `sys_`.
-  [[nodiscard]] std::shared_ptr<vfio::IommuBackend> type1();
+  /// A type1 backend over `sys_` (for VFE_ASSERT_OK_AND_ASSIGN).
+  [[nodiscard]] Result<std::shared_ptr<vfio::IommuBackend>> type1();
   /// kDevice opened through a fresh type1 backend.
   [[nodiscard]] Result<vfio::Device> open_device();
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 
 namespace vfe::vfio {
@@ -101,7 +102,7 @@ TEST_F(DeviceTest, ReleaseLeavesTheDescriptorNumberPointingAtDevNull) {
 }
 
 TEST_F(DeviceTest, ASecondOpenIsBusyAndAReopenAfterCloseWorks) {
-  auto backend = type1();
+  VFE_ASSERT_OK_AND_ASSIGN(auto backend, type1());
   {
     const auto first = Device::open(kDevice, backend);
     ASSERT_TRUE(first) << first.error().message();
@@ -119,7 +120,7 @@ TEST_F(DeviceTest, ASecondOpenIsBusyAndAReopenAfterCloseWorks) {
 }
 
 TEST_F(DeviceTest, ANonPciDeviceIsRefusedAndItsClaimReleased) {
-  auto backend = type1();
+  VFE_ASSERT_OK_AND_ASSIGN(auto backend, type1());
   device_flags_ = VFIO_DEVICE_FLAGS_PLATFORM;
   const auto r = Device::open(kDevice, backend);
   ASSERT_FALSE(r);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 #include "vfio/device.hpp"
 
@@ -24,7 +25,7 @@ using ::testing::IsEmpty;
 class HotResetTest : public test::VfioFixture {
  protected:
   void SetUp() override {
-    VfioFixture::SetUp();
+    ASSERT_NO_FATAL_FAILURE(VfioFixture::SetUp());
     sys_.on_ptr(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, [this](int, void* arg) {
       auto* info = static_cast<vfio_pci_hot_reset_info*>(arg);
       info_argsz_.push_back(info->argsz);
@@ -70,7 +71,7 @@ TEST_F(HotResetTest, PassesTheFdOfEachAffectedGroupOnce) {
   affects(7, 0x20);
   affects(7, 0x21);
   affects(8, 0x28);
-  auto backend = type1();
+  VFE_ASSERT_OK_AND_ASSIGN(auto backend, type1());
   auto dev = Device::open(kDevice, backend);
   ASSERT_TRUE(dev) << dev.error().message();
   ASSERT_TRUE(backend->open_device(Bdf{0, 0, 5, 0}));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 #include "vfio/device.hpp"
 
@@ -25,7 +26,7 @@ constexpr const char* kCdev = "/dev/vfio/devices/vfio3";
 class IommufdTest : public test::VfioFixture {
  protected:
   void SetUp() override {
-    VfioFixture::SetUp();
+    ASSERT_NO_FATAL_FAILURE(VfioFixture::SetUp());
     add_cdev(test::kDeviceName, "vfio3");
     sys_.on_ptr(IOMMU_IOAS_ALLOC, [](int, void* arg) {
       static_cast<iommu_ioas_alloc*>(arg)->out_ioas_id = kIoasId;
@@ -41,11 +42,7 @@ class IommufdTest : public test::VfioFixture {
     });
   }
 
-  std::shared_ptr<IommufdBackend> backend() {
-    auto b = IommufdBackend::create(sys_);
-    EXPECT_TRUE(b) << b.error().message();
-    return b ? *b : nullptr;
-  }
+  Result<std::shared_ptr<IommufdBackend>> backend() { return IommufdBackend::create(sys_); }
 
   vfio_device_bind_iommufd bind_{};
   vfio_device_attach_iommufd_pt attach_{};
@@ -82,7 +79,7 @@ TEST_F(IommufdTest, OpensTheCdevBindsItAndAttachesItToTheIoas) {
 
 TEST_F(IommufdTest, DeviceWithoutCdevNeedsAnotherKernelOrType1) {
   add_device("0000:00:05.0", "vfio-pci", "8");
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->open_device(Bdf{0, 0, 5, 0});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(ENOTSUP));
@@ -95,7 +92,7 @@ TEST_F(IommufdTest, DeviceWithoutCdevNeedsAnotherKernelOrType1) {
 TEST_F(IommufdTest, DeviceNotBoundToVfioPciOpensNothing) {
   add_device("0000:00:05.0", "nvme", "8");
   add_cdev("0000:00:05.0", "vfio4");
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->open_device(Bdf{0, 0, 5, 0});
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().detail, HasSubstr("is bound to nvme, not vfio-pci"));
@@ -104,7 +101,8 @@ TEST_F(IommufdTest, DeviceNotBoundToVfioPciOpensNothing) {
 
 TEST_F(IommufdTest, BusyCdevSaysAnotherProcessHasIt) {
   sys_.fail_open(kCdev, EBUSY);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().detail, "/dev/vfio/devices/vfio3 is already open in another process");
 }
@@ -112,7 +110,8 @@ TEST_F(IommufdTest, BusyCdevSaysAnotherProcessHasIt) {
 TEST_F(IommufdTest, BusyCdevNamesTheProcessHoldingIt) {
   add_holder(4321, "vfe_vm_tests", 5, kCdev);
   sys_.fail_open(kCdev, EBUSY);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().detail, "/dev/vfio/devices/vfio3 is held by process 4321 (vfe_vm_tests)");
 }
@@ -122,7 +121,8 @@ TEST_F(IommufdTest, BusyCdevNamesTheProcessHoldingIt) {
 TEST_F(IommufdTest, BindRefusedWhileAnotherProcessHoldsTheCdevNamesIt) {
   add_holder(4321, "vfe_vm_tests", 5, kCdev);
   sys_.on_ptr(VFIO_DEVICE_BIND_IOMMUFD, [](int, void*) { return fail(EINVAL); });
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EBUSY));
   EXPECT_EQ(r.error().message(),
@@ -135,7 +135,8 @@ TEST_F(IommufdTest, BindRefusedWhileAnotherProcessHoldsTheCdevNamesIt) {
 
 TEST_F(IommufdTest, BindFailureStopsBeforeAttach) {
   sys_.on_ptr(VFIO_DEVICE_BIND_IOMMUFD, [](int, void*) { return fail(EBUSY); });
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message(),
             "VFIO_DEVICE_BIND_IOMMUFD: /dev/vfio/devices/vfio3 (Device or resource busy)");
@@ -144,7 +145,8 @@ TEST_F(IommufdTest, BindFailureStopsBeforeAttach) {
 
 TEST_F(IommufdTest, AttachFailureIsReported) {
   sys_.on_ptr(VFIO_DEVICE_ATTACH_IOMMUFD_PT, [](int, void*) { return fail(EINVAL); });
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message(),
             "VFIO_DEVICE_ATTACH_IOMMUFD_PT: /dev/vfio/devices/vfio3 (Invalid argument)");
@@ -157,7 +159,8 @@ TEST_F(IommufdTest, MapsAtAFixedIovaInTheIoas) {
     return sys_.path_of(fd) == "/dev/iommu" ? 0 : fail(EBADF);
   });
   const auto* va = reinterpret_cast<const void*>(0x7f0000200000);
-  const auto iova = backend()->map(va, 0x200000, 0x400000);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto iova = b->map(va, 0x200000, 0x400000);
   ASSERT_TRUE(iova) << iova.error().message();
   EXPECT_EQ(*iova, 0x400000U);
   EXPECT_EQ(seen.size, sizeof(seen));
@@ -179,7 +182,7 @@ TEST_F(IommufdTest, MapErrorsSayWhatToDo) {
       {EEXIST, "4096 bytes at IOVA 0x1000: overlaps an existing mapping"},
       {EINVAL, "4096 bytes at IOVA 0x1000"},
   };
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   for (const auto& c : cases) {
     sys_.on_ptr(IOMMU_IOAS_MAP, [err = c.err](int, void*) { return fail(err); });
     const auto r = b->map(reinterpret_cast<const void*>(0x7f0000000000), 4096, 0x1000);
@@ -192,7 +195,7 @@ TEST_F(IommufdTest, MapErrorsSayWhatToDo) {
 
 TEST_F(IommufdTest, UnmapOfNothingIsADoubleUnmap) {
   sys_.on_ptr(IOMMU_IOAS_UNMAP, [](int, void*) { return fail(ENOENT); });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->unmap(0x1000, 0x2000);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(ENOENT));
@@ -240,7 +243,8 @@ TEST_F(IommufdTest, IovaRangesAsksForTheCountThenTheRanges) {
     asked.push_back(req->num_iovas);
     return answer_ranges(arg, {{0xfef00000, 0x7fffffffff}, {0, 0xfedfffff}});
   });
-  const auto ranges = backend()->iova_ranges();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto ranges = b->iova_ranges();
   ASSERT_TRUE(ranges) << ranges.error().message();
   EXPECT_THAT(*ranges, ElementsAre(IovaRange{0, 0xfedfffff}, IovaRange{0xfef00000, 0x7fffffffff}));
   EXPECT_THAT(asked, ElementsAre(0U, 2U));
@@ -252,14 +256,15 @@ TEST_F(IommufdTest, IovaRangesThatKeepGrowingAreAnErrorNotZeros) {
     const auto n = static_cast<iommu_ioas_iova_ranges*>(arg)->num_iovas + 1;
     return answer_ranges(arg, std::vector<iommu_iova_range>(n, {0x1000, 0x1fff}));
   });
-  const auto r = backend()->iova_ranges();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->iova_ranges();
   ASSERT_FALSE(r) << "returned " << r->size() << " ranges";
   EXPECT_TRUE(r.error().is(EMSGSIZE));
 }
 
 TEST_F(IommufdTest, IovaRangesFailureAndNoDmaBudget) {
   sys_.on_ptr(IOMMU_IOAS_IOVA_RANGES, [](int, void*) { return fail(ENOTTY); });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   EXPECT_EQ(error_of(b->iova_ranges()).message(),
             "IOMMU_IOAS_IOVA_RANGES: /dev/iommu (Inappropriate ioctl for device)");
   EXPECT_EQ(b->dma_avail(), std::nullopt);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 
 namespace vfe::vfio {
@@ -39,7 +40,7 @@ void capture(LogLevel level, std::string_view message) noexcept {
 class NoIommuTest : public test::VfioFixture {
  protected:
   void SetUp() override {
-    VfioFixture::SetUp();
+    ASSERT_NO_FATAL_FAILURE(VfioFixture::SetUp());
     set_group_name("7", "vfio-noiommu");
     saved_level_ = log_level();
     set_log_level(LogLevel::warn);
@@ -52,11 +53,7 @@ class NoIommuTest : public test::VfioFixture {
     VfioFixture::TearDown();
   }
 
-  std::shared_ptr<NoIommuBackend> backend() {
-    auto b = NoIommuBackend::create(sys_);
-    EXPECT_TRUE(b) << b.error().message();
-    return b ? *b : nullptr;
-  }
+  Result<std::shared_ptr<NoIommuBackend>> backend() { return NoIommuBackend::create(sys_); }
 
   // /proc/self/pagemap holds `entries` for the pages from kVa on (one 64-bit entry per page).
   void script_pagemap(std::vector<std::uint64_t> entries) {
@@ -106,7 +103,8 @@ TEST_F(NoIommuTest, OpensTheNoIommuGroupNode) {
     types.push_back(type);
     return 0;
   });
-  const auto fd = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto fd = b->open_device(kDevice);
   ASSERT_TRUE(fd) << fd.error().message();
   EXPECT_EQ(sys_.open_count("/dev/vfio/noiommu-7"), 1U);
   EXPECT_EQ(sys_.open_count("/dev/vfio/7"), 0U);
@@ -115,7 +113,8 @@ TEST_F(NoIommuTest, OpensTheNoIommuGroupNode) {
 
 TEST_F(NoIommuTest, DeviceBehindAnIommuIsRefused) {
   add_device("0000:00:05.0", "vfio-pci", "8");
-  const auto r = backend()->open_device(Bdf{0, 0, 5, 0});
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(Bdf{0, 0, 5, 0});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EPERM));
   EXPECT_EQ(r.error().detail,
@@ -125,7 +124,8 @@ TEST_F(NoIommuTest, DeviceBehindAnIommuIsRefused) {
 // The kernel's EPERM without CAP_SYS_RAWIO comes even to the node's owner: the message says so.
 TEST_F(NoIommuTest, GroupRefusedWithoutCapSysRawioSaysOwningTheNodeIsNotEnough) {
   sys_.fail_open("/dev/vfio/noiommu-7", EPERM);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EPERM));
   EXPECT_EQ(r.error().detail,
@@ -135,7 +135,7 @@ TEST_F(NoIommuTest, GroupRefusedWithoutCapSysRawioSaysOwningTheNodeIsNotEnough) 
 
 TEST_F(NoIommuTest, MapPinsAndReturnsThePhysicalAddress) {
   script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto phys = b->map(kBuf, 8192, 0xdead000);  // the IOVA asked for is ignored
   ASSERT_TRUE(phys) << phys.error().message();
   EXPECT_EQ(*phys, 0x1234000U);
@@ -153,7 +153,7 @@ TEST_F(NoIommuTest, MapPinsAndReturnsThePhysicalAddress) {
 
 TEST_F(NoIommuTest, UnmapOfAnotherSizeChangesNothing) {
   script_pagemap({kPresent | 0x1234});
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   ASSERT_TRUE(b->map(kBuf, 4096, 0));
   EXPECT_TRUE(error_of(b->unmap(0x1234000, 8192)).is(ENOENT));
   EXPECT_THAT(sys_.munlocks(), IsEmpty());
@@ -164,7 +164,7 @@ TEST_F(NoIommuTest, UnmapOfAnotherSizeChangesNothing) {
 // more) is refused before anything is locked, so unmapping either later can't unpin the other.
 TEST_F(NoIommuTest, OverlappingMappingIsRefusedBeforePinning) {
   script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   ASSERT_TRUE(b->map(kBuf, 8192, 0));
   const auto r = b->map(reinterpret_cast<const void*>(kVa + 4096), 8192, 0);
   ASSERT_FALSE(r);
@@ -179,7 +179,8 @@ TEST_F(NoIommuTest, OverlappingMappingIsRefusedBeforePinning) {
 TEST_F(NoIommuTest, HiddenFrameNumbersNeedCapSysAdmin) {
   for (const std::uint64_t entry : {kPresent, std::uint64_t{0x1234}}) {  // PFN 0, or not present
     script_pagemap({entry});
-    const auto r = backend()->map(kBuf, 4096, 0);
+    VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+    const auto r = b->map(kBuf, 4096, 0);
     ASSERT_FALSE(r);
     EXPECT_TRUE(r.error().is(EPERM));
     EXPECT_EQ(r.error().detail,
@@ -191,7 +192,8 @@ TEST_F(NoIommuTest, HiddenFrameNumbersNeedCapSysAdmin) {
 
 TEST_F(NoIommuTest, NonContiguousMemoryNamesThePageThatBreaksTheRun) {
   script_pagemap({kPresent | 0x1234, kPresent | 0x1235, kPresent | 0x2000});
-  const auto r = backend()->map(kBuf, 3 * 4096, 0);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->map(kBuf, 3 * 4096, 0);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EINVAL));
   EXPECT_EQ(r.error().detail,
@@ -202,7 +204,8 @@ TEST_F(NoIommuTest, NonContiguousMemoryNamesThePageThatBreaksTheRun) {
 
 TEST_F(NoIommuTest, MlockFailureSaysToRaiseTheMemlockLimit) {
   sys_.mlock_errno = ENOMEM;
-  const auto r = backend()->map(kBuf, 4096, 0);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->map(kBuf, 4096, 0);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message(),
             "mlock: 4096 bytes: raise RLIMIT_MEMLOCK (ulimit -l) to cover all DMA memory (Cannot "
@@ -211,7 +214,7 @@ TEST_F(NoIommuTest, MlockFailureSaysToRaiseTheMemlockLimit) {
 }
 
 TEST_F(NoIommuTest, UnalignedOrEmptyMappingsAreRefusedBeforePinning) {
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   EXPECT_TRUE(error_of(b->map(kBuf, 100, 0)).is(EINVAL));
   EXPECT_TRUE(error_of(b->map(kBuf, 0, 0)).is(EINVAL));
   const auto r = b->map(reinterpret_cast<const void*>(kVa + 8), 4096, 0);
@@ -223,7 +226,7 @@ TEST_F(NoIommuTest, UnalignedOrEmptyMappingsAreRefusedBeforePinning) {
 
 TEST_F(NoIommuTest, PagemapUnreadableIsReportedAndUnpins) {
   sys_.fail_open("/proc/self/pagemap", EACCES);
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   EXPECT_EQ(error_of(b->map(kBuf, 4096, 0)).message(),
             "open: /proc/self/pagemap (Permission denied)");
   sys_.on_pread("/proc/self/pagemap", [](void*, std::size_t, off_t) {
@@ -237,7 +240,7 @@ TEST_F(NoIommuTest, PagemapUnreadableIsReportedAndUnpins) {
 }
 
 TEST_F(NoIommuTest, RangesAreThePhysicalAddressSpace) {
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto ranges = b->iova_ranges();
   ASSERT_TRUE(ranges);
   EXPECT_THAT(*ranges, ElementsAre(IovaRange{0, (std::uint64_t{1} << 52) - 1}));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/support/assert_ok.hpp"
 #include "tests/unit/support/fake_vfio.hpp"
 #include "vfio/device.hpp"
 
@@ -24,11 +25,7 @@ using ::testing::HasSubstr;
 
 class Type1Test : public test::VfioFixture {
  protected:
-  std::shared_ptr<Type1Backend> backend() {
-    auto b = Type1Backend::create(sys_);
-    EXPECT_TRUE(b) << b.error().message();
-    return b ? *b : nullptr;
-  }
+  Result<std::shared_ptr<Type1Backend>> backend() { return Type1Backend::create(sys_); }
 
   // Answers VFIO_IOMMU_GET_INFO with `caps` (laid out from offset 24) and records each argsz.
   void script_info(std::vector<std::uint8_t> caps) {
@@ -99,7 +96,7 @@ TEST_F(Type1Test, DeviceNotBoundToVfioPciIsRefusedBeforeAnyKernelCall) {
   EXPECT_TRUE(sys_.untouched());
 
   // Through a backend that exists already: still no group opened, no ioctl beyond create's.
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto ioctls = sys_.ioctls().size();
   const auto dev = b->open_device(Bdf{0, 0, 5, 0});
   ASSERT_FALSE(dev);
@@ -114,7 +111,8 @@ TEST_F(Type1Test, GroupNotViableNamesTheMemberBoundElsewhere) {
     static_cast<vfio_group_status*>(arg)->flags = 0;  // not VFIO_GROUP_FLAGS_VIABLE
     return 0;
   });
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EBUSY));
   EXPECT_EQ(r.error().detail,
@@ -126,7 +124,8 @@ TEST_F(Type1Test, GroupNotViableNamesTheMemberBoundElsewhere) {
 
 TEST_F(Type1Test, BusyGroupSaysAnotherProcessHasIt) {
   sys_.fail_open("/dev/vfio/7", EBUSY);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EBUSY));
   EXPECT_EQ(r.error().detail,
@@ -138,7 +137,8 @@ TEST_F(Type1Test, BusyGroupNamesTheProcessHoldingIt) {
   add_holder(1234, "qemu-system-x86", 21, "/dev/vfio/7");
   add_holder(1300, "bash", 0, "/dev/pts/0");
   sys_.fail_open("/dev/vfio/7", EBUSY);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EBUSY));
   EXPECT_EQ(r.error().detail,
@@ -153,7 +153,8 @@ TEST_F(Type1Test, BusyGroupNamesTheHolderOfTheDevicesCdev) {
   add_cdev(test::kDeviceName, "vfio3");
   add_holder(77, "spdk_tgt", 9, "/dev/vfio/devices/vfio3");
   sys_.fail_open("/dev/vfio/7", EBUSY);
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EBUSY));
   EXPECT_EQ(r.error().detail,
@@ -164,7 +165,7 @@ TEST_F(Type1Test, BusyGroupNamesTheHolderOfTheDevicesCdev) {
 TEST_F(Type1Test, MapOutsideTheIovaRangesListsThem) {
   script_info(qemu_caps().bytes(kInfoSize));
   sys_.on_ptr(VFIO_IOMMU_MAP_DMA, [](int, void*) { return fail(EINVAL); });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto* page = reinterpret_cast<const void*>(0x7f0000000000);
   auto r = b->map(page, 8192, 0xfedff000);  // runs into the MSI window
   ASSERT_FALSE(r);
@@ -180,7 +181,8 @@ TEST_F(Type1Test, MapOutsideTheIovaRangesListsThem) {
 
 TEST_F(Type1Test, NoIommuGroupIsRefusedWithTheUnsafeExplanation) {
   set_group_name("7", "vfio-noiommu");
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EPERM));
   EXPECT_EQ(r.error().detail,
@@ -192,7 +194,8 @@ TEST_F(Type1Test, NoIommuGroupIsRefusedWithTheUnsafeExplanation) {
 
 TEST_F(Type1Test, DeviceWithoutGroupSaysToTurnTheIommuOn) {
   add_device("0000:00:06.0", "vfio-pci", nullptr);
-  const auto r = backend()->open_device(Bdf{0, 0, 6, 0});
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(Bdf{0, 0, 6, 0});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(ENODEV));
   EXPECT_THAT(r.error().detail, HasSubstr("0000:00:06.0 has no IOMMU group: boot with the IOMMU "
@@ -212,7 +215,7 @@ TEST_F(Type1Test, DevicesInTwoGroupsShareOneContainer) {
     iommu_types.push_back(type);
     return 0;
   });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   for (const Bdf& bdf : {kDevice, Bdf{0, 0, 4, 1}, Bdf{0, 0, 5, 0}}) {
     const auto fd = b->open_device(bdf);
     ASSERT_TRUE(fd) << fd.error().message();
@@ -228,7 +231,7 @@ TEST_F(Type1Test, DevicesInTwoGroupsShareOneContainer) {
 
 TEST_F(Type1Test, AFailedSetIommuLeavesNoHalfAttachedGroup) {
   sys_.on_val(VFIO_SET_IOMMU, [](int, unsigned long) { return fail(EINVAL); });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message(), "VFIO_SET_IOMMU: type1v2 (Invalid argument)");
@@ -241,7 +244,8 @@ TEST_F(Type1Test, AFailedSetIommuLeavesNoHalfAttachedGroup) {
 
 TEST_F(Type1Test, DeviceFdBusyIsReported) {
   sys_.on_ptr(VFIO_GROUP_GET_DEVICE_FD, [](int, void*) { return fail(EBUSY); });
-  const auto r = backend()->open_device(kDevice);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->open_device(kDevice);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().detail, "0000:00:04.0 is already open (in this process or another)");
 }
@@ -253,7 +257,8 @@ TEST_F(Type1Test, MapSendsTheRequestAndReturnsTheIova) {
     return 0;
   });
   alignas(4096) static std::uint8_t page[4096];
-  const auto iova = backend()->map(page, sizeof(page), 0x100000);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto iova = b->map(page, sizeof(page), 0x100000);
   ASSERT_TRUE(iova) << iova.error().message();
   EXPECT_EQ(*iova, 0x100000U);
   EXPECT_EQ(seen.argsz, sizeof(seen));
@@ -276,7 +281,7 @@ TEST_F(Type1Test, MapErrorsSayWhatToDo) {
       {EEXIST, "4096 bytes at IOVA 0x2000: overlaps an existing mapping"},
       {EFAULT, "4096 bytes at IOVA 0x2000"},
   };
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   for (const auto& c : cases) {
     sys_.on_ptr(VFIO_IOMMU_MAP_DMA, [err = c.err](int, void*) { return fail(err); });
     const auto r = b->map(reinterpret_cast<const void*>(0x7f0000000000), 4096, 0x2000);
@@ -293,7 +298,7 @@ TEST_F(Type1Test, UnmapOfLessThanAskedIsADoubleUnmap) {
     static_cast<vfio_iommu_type1_dma_unmap*>(arg)->size = unmapped;
     return 0;
   });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->unmap(0x2000, 0x2000);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(ENOENT));
@@ -310,7 +315,7 @@ TEST_F(Type1Test, UnmapOfLessThanAskedIsADoubleUnmap) {
 }
 
 TEST_F(Type1Test, UnmapAfterTheKernelDroppedTheContainersIommuIsDone) {
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   // What the kernel does once it detached the last group (its last device was removed): the
   // container has no IOMMU, and every IOMMU ioctl is EINVAL.
   sys_.on_ptr(VFIO_IOMMU_UNMAP_DMA, [](int, void*) { return fail(EINVAL); });
@@ -325,7 +330,7 @@ TEST_F(Type1Test, UnmapAfterTheKernelDroppedTheContainersIommuIsDone) {
 TEST_F(Type1Test, InfoIsAskedTwiceAndItsCapabilitiesRead) {
   const auto caps = qemu_caps().bytes(kInfoSize);
   script_info(caps);
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto ranges = b->iova_ranges();
   ASSERT_TRUE(ranges) << ranges.error().message();
   EXPECT_THAT(*ranges, ElementsAre(IovaRange{0, 0xfedfffff}, IovaRange{0xfef00000, 0x7fffffffff}));
@@ -335,7 +340,7 @@ TEST_F(Type1Test, InfoIsAskedTwiceAndItsCapabilitiesRead) {
 
 TEST_F(Type1Test, InfoWithoutCapabilitiesHasNoRangesAndNoBudget) {
   script_info({});
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto ranges = b->iova_ranges();
   ASSERT_FALSE(ranges);
   EXPECT_TRUE(ranges.error().is(ENOTSUP));
@@ -350,7 +355,7 @@ TEST_F(Type1Test, CyclicCapabilityChainIsRejected) {
   const std::uint32_t second = kInfoSize + 8 + 8 + 2 * sizeof(vfio_iova_range);
   std::memcpy(caps.data() + (second - kInfoSize) + 4, &first, sizeof(first));
   script_info(caps);
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   const auto r = b->iova_ranges();
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EINVAL));
@@ -363,14 +368,16 @@ TEST_F(Type1Test, CapabilityPastTheBufferIsRejected) {
   const std::uint32_t far = 0x1000;
   std::memcpy(caps.data() + 4, &far, sizeof(far));  // the first cap's next
   script_info(caps);
-  const auto r = backend()->iova_ranges();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->iova_ranges();
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().detail, HasSubstr("capability at offset 0x1000 lies outside the"));
 }
 
 TEST_F(Type1Test, RangeCountPastTheBufferIsRejected) {
   script_info(qemu_caps(1000).bytes(kInfoSize));
-  const auto r = backend()->iova_ranges();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->iova_ranges();
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(EINVAL));
   EXPECT_EQ(r.error().detail, "IOVA ranges run past the buffer");
@@ -378,7 +385,7 @@ TEST_F(Type1Test, RangeCountPastTheBufferIsRejected) {
 
 TEST_F(Type1Test, InfoIoctlFailureIsReported) {
   sys_.on_ptr(VFIO_IOMMU_GET_INFO, [](int, void*) { return fail(EINVAL); });
-  auto b = backend();
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
   EXPECT_EQ(error_of(b->iova_ranges()).message(),
             "VFIO_IOMMU_GET_INFO: type1 container (Invalid argument)");
   EXPECT_EQ(b->dma_avail(), std::nullopt);
