@@ -23,7 +23,8 @@ using vfio::IovaRange;
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kMsiFirst = 0xfee00000;  // x86 MSI window, excluded by the kernel
 constexpr std::uint64_t kMsiEnd = 0xfef00000;
-// The ranges VFIO type1 reports in the test guest (DESIGN.md §5).
+// The ranges VFIO type1 reports in the rig's guest (emulated Intel IOMMU, 39-bit address width):
+// everything but the x86 MSI window.
 const std::vector<IovaRange> kType1Ranges = {{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
 
 Result<IovaAllocator> make(const std::vector<IovaRange>& ranges, unsigned bits,
