@@ -50,7 +50,7 @@ if [[ ! -f $build/.configured ]]; then
   rm -rf "$build"
   mkdir -p "$build"
   trap '[[ -f $build/.configured ]] || rm -rf "$build"' EXIT
-  echo "build-kernel: building the 6.12 test kernel (about 4 minutes on 2 cores; cached in $out)" >&2
+  echo "build-kernel: building the 6.12 test kernel (about 10 minutes on 2 cores; cached in $out)" >&2
   tar -xJf "$src_tar" -C "$build" --strip-components=1
   cd "$build"
   make -s ARCH=x86_64 tinyconfig >&2
