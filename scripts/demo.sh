@@ -22,7 +22,7 @@ case ${1:-} in
   "") ;;
   --mode) [[ ${2:-} =~ ^(type1|iommufd|noiommu)$ ]] || { echo "demo.sh: --mode takes type1, iommufd or noiommu" >&2; exit 2; }
           modes=("$2") ;;
-  -h|--help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
 

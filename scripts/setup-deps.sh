@@ -52,8 +52,9 @@ setup-deps: vfio-engine's scripts are made for Debian 12 (bookworm); this machin
   They need these Debian 12 packages (or the same versions built for your system):
     ${packages[*]}
   Either run them on Debian 12, or in a fresh Debian 12 root made from here with
-  'sudo scripts/fresh-machine.sh scripts/test.sh' (needs mmdebstrap), or install the equivalents
-  yourself and set VFE_SKIP_SETUP=1 (unsupported).
+  'sudo scripts/fresh-machine.sh scripts/test.sh' (needs mmdebstrap, and a bookworm apt sources
+  file in VFE_FRESH_APT_SOURCES), or install the equivalents yourself and set VFE_SKIP_SETUP=1
+  (unsupported).
 MSG
   exit 2
 fi

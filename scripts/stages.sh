@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/demo.sh: a wall clock per stage, printed as a table when
 # the script ends, however it ends (the EXIT trap), so a CI log shows where the time went and
 # which stage a failure ended.

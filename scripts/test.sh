@@ -19,11 +19,13 @@ unit_only=0
 case ${1:-} in
   "") ;;
   --unit-only) unit_only=1 ;;
-  -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
   *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
 
-trap 'stage_report test.sh' EXIT
+# The verdict is repeated after the stage table, so that it stays the last line a reader sees.
+verdict=""
+trap 'stage_report test.sh; [[ -z $verdict ]] || echo "$verdict"' EXIT
 ((EUID == 0)) || echo "test.sh: not root: fine when every package is installed (setup-deps says if not)"
 stage_begin "packages (setup-deps.sh)"
 scripts/setup-deps.sh
@@ -66,5 +68,6 @@ run_ctest fuzz
 ((unit_only)) || run_ctest release -L vm
 stage_end
 
-echo "test.sh: $passed passed, $failed failed"
+verdict="test.sh: $passed passed, $failed failed"
+echo "$verdict"
 ((status == 0 && failed == 0))

@@ -23,13 +23,15 @@ require_build_tools() {
   done
   for header in gelf.h:libelf-dev openssl/opensslv.h:libssl-dev; do
     pkg=${header#*:} header=${header%%:*}
+    command -v gcc >/dev/null || break  # gcc is reported above; without it nothing can be probed
     echo "#include <$header>" | gcc -E -x c - >/dev/null 2>&1 || missing+=("$pkg (for <$header>)")
   done
   [[ -r $src_tar ]] || missing+=("linux-source-6.12 (for $src_tar)")
   ((${#missing[@]} == 0)) ||
     die "missing before the build could start: ${missing[*]}; run scripts/setup-deps.sh (as root) or apt-get install them"
 }
-require_build_tools
+command -v dpkg-query >/dev/null && command -v sha256sum >/dev/null || die "dpkg-query and sha256sum are needed (Debian 12)"
+[[ -r $src_tar ]] || die "$src_tar is missing; run scripts/setup-deps.sh (package linux-source-6.12)"
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
 key=$(cat "$fragment" "${BASH_SOURCE[0]}" <(echo "$src_version") | sha256sum | cut -c1-16)
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/vfio-engine
@@ -40,6 +42,12 @@ mkdir -p "$cache_root"
 exec 9>"$cache_root/kernel-build.lock"
 flock 9  # another run may be building the same kernel; wait for it
 if [[ -f $out/.done ]]; then echo "$out"; exit 0; fi
+require_build_tools  # only when there is something to build: a cached kernel needs none of them
+# A tree kept by a failed build of another key (an older fragment, script or source package)
+# will never be resumed: at 1.5 GB or more, it goes.
+for stale in "$cache_root"/build-*; do
+  [[ -e $stale && $stale != "$cache_root/build-$key" ]] && rm -rf "$stale"
+done
 
 # The build tree stays until the kernel is in $out: a failure or an interruption after it was
 # configured (during the compile, or in headers_install after bzImage) leaves it, and the next
