@@ -68,10 +68,11 @@ if [[ -n ${VFE_FRESH_APT_SOURCES:-} ]]; then
   [[ -r $VFE_FRESH_APT_SOURCES ]] || die "VFE_FRESH_APT_SOURCES=$VFE_FRESH_APT_SOURCES is not readable"
   bookworm_sources "$VFE_FRESH_APT_SOURCES" >"$sources_file"
 else
-  shopt -s nullglob
-  bookworm_sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
-    >"$sources_file" 2>/dev/null || true
-  shopt -u nullglob
+  host_files=()
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f && -r $f ]] && host_files+=("$f")
+  done
+  ((${#host_files[@]} == 0)) || bookworm_sources "${host_files[@]}" >"$sources_file"
 fi
 [[ -s $sources_file ]] || { rm -f "$sources_file"
   die "no Debian 12 (bookworm) apt source on this host; set VFE_FRESH_APT_SOURCES to a file with one, e.g. a line 'deb MIRROR bookworm main' plus bookworm-updates and bookworm-security"; }
@@ -124,11 +125,7 @@ child=
 
 # processes_in_root: PIDs of processes whose root directory is the fresh root.
 processes_in_root() {
-  local p
-  for p in /proc/[0-9]*; do
-    [[ $(readlink "$p/root" 2>/dev/null) == "$root" ]] && echo "${p#/proc/}"
-  done
-  return 0
+  find /proc -mindepth 2 -maxdepth 2 -name root -lname "$root" -printf '%h\n' 2>/dev/null || true
 }
 cleanup() {
   local status=$?
@@ -184,6 +181,9 @@ t1=$SECONDS
 # shellcheck disable=SC2016  # expanded by the inner shells
 setpriv --pdeathsig KILL -- unshare --mount --propagation private --pid --fork --kill-child -- /bin/bash -c '
   r=$1; shift
+  for fd in /dev/fd/*; do  # no descriptor of the caller beyond stdin, stdout and stderr
+    fd=${fd##*/}; ((fd <= 2)) || eval "exec $fd>&-" 2>/dev/null || true
+  done
   { mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" && mount --rbind /dev "$r/dev" &&
     mount -t tmpfs -o mode=1777 tmpfs "$r/dev/shm" && mount -t tmpfs -o mode=755 tmpfs "$r/run"; } ||
     { echo "fresh-machine: could not mount proc, sys, dev or run in the root" >&2; exit 125; }
