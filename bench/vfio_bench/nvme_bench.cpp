@@ -301,7 +301,7 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
                   {"qd", o.qd},       {"workers", o.workers}, {"completion", o.completion}, {"nsid", o.nsid},
                   {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}};
     job.seconds = seconds;
-    std::uint64_t doorbells = 0, requests = 0;
+    std::uint64_t doorbells = 0, requests = 0, retries = 0;
     for (auto& l : t.lanes) {
       job.ops += l->done.load();
       job.bytes += l->bytes.load();
@@ -313,9 +313,15 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
       }
       doorbells += l->queue->stats().sq_doorbells.load() + l->queue->stats().cq_doorbells.load();
       requests += l->queue->stats().requests.load();
+      retries += l->queue->stats().retries.load();
     }
     job.extra["mmio_writes_per_io"] = requests != 0 ? static_cast<double>(doorbells) / static_cast<double>(requests) : 0.0;
     job.extra["controller"] = t.ctrl->identity().model + " " + t.ctrl->identity().serial;
+    // Recovery (whole run): commands too old, aborts accepted, controller resets, requests sent again.
+    job.extra["timeouts"] = t.ctrl->stats().timeouts.load();
+    job.extra["aborts"] = t.ctrl->stats().aborts.load();
+    job.extra["resets"] = t.ctrl->stats().resets.load();
+    job.extra["retries"] = retries;
     report.jobs.push_back(std::move(job));
   }
   return report;

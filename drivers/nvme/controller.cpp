@@ -34,6 +34,7 @@ Result<std::unique_ptr<Controller>> Controller::create(std::string_view bdf, con
 
 Result<void> Controller::open(std::string_view bdf, const ControllerOptions& options) {
   options_ = options;
+  reset_budget_ = ResetBudget(options.max_resets, options.reset_window);
   VFE_TRY_ASSIGN(auto dev, vfio::Device::open(bdf, {.mode = options.mode, .sys = nullptr}));
   device_ = std::make_unique<vfio::Device>(std::move(dev));
   VFE_TRY_ASSIGN(auto config, mmio::ConfigSpace::open(*device_));
@@ -70,7 +71,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
                  reinterpret_cast<Cqe*>(admin_mem_->as<std::uint8_t>() + kAdminCqOffset), kAdminEntries);
   VFE_TRY(bring_up());
   // From here the controller may DMA to the admin memory: a failure must stop it first.
-  auto stop = ScopeGuard([this]() noexcept { stop_dma(); });
+  auto stop = ScopeGuard([this]() noexcept { static_cast<void>(stop_dma()); });
   VFE_TRY(identify());
   VFE_TRY(set_queue_count(options.io_queues));
   stop.dismiss();
@@ -165,34 +166,45 @@ Result<void> Controller::identify() {
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
   const std::uint64_t one_list = (page_size() / sizeof(std::uint64_t)) * page_size();  // unchained PRP list
   max_transfer_ = max_transfer_ == 0 ? one_list : std::min(max_transfer_, one_list);
-  VFE_TRY(identify_page(cns::kActiveNamespaces, 0, "identify active namespaces"));
-  VFE_TRY_ASSIGN(const auto ids, parse_active_namespace_list(page));
-  namespaces_.clear();
-  for (const std::uint32_t nsid : ids) {
-    VFE_TRY(identify_page(cns::kNamespace, nsid, "identify namespace"));
-    VFE_TRY_ASSIGN(auto ns, parse_identify_namespace(nsid, page));
-    namespaces_.push_back(std::move(ns));
-  }
+  VFE_TRY_ASSIGN(namespaces_, identify_namespaces());
   return ok();
 }
 
-// §5.21.1.7 Number of Queues: ask for `wanted` pairs; the answer says how many exist.
+// The active namespaces (§5.15.2.2 CNS 02h), each identified (CNS 00h).
+Result<std::vector<NamespaceInfo>> Controller::identify_namespaces() {
+  const std::span<const std::uint8_t> page(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, kIdentifySize);
+  VFE_TRY(identify_page(cns::kActiveNamespaces, 0, "identify active namespaces"));
+  VFE_TRY_ASSIGN(const auto ids, parse_active_namespace_list(page));
+  std::vector<NamespaceInfo> found;
+  for (const std::uint32_t nsid : ids) {
+    VFE_TRY(identify_page(cns::kNamespace, nsid, "identify namespace"));
+    VFE_TRY_ASSIGN(auto ns, parse_identify_namespace(nsid, page));
+    found.push_back(std::move(ns));
+  }
+  return found;
+}
+
 Result<void> Controller::set_queue_count(std::uint32_t wanted) {
   if (wanted == 0) {
     wanted = std::max(1U, std::thread::hardware_concurrency());
   }
   wanted = std::min(wanted, 65535U);
-  Sqe cmd{};
-  cmd.opcode = admin::kSetFeatures;
-  cmd.cdw10 = feature::kNumberOfQueues;
-  cmd.cdw11 = ((wanted - 1) << 16) | (wanted - 1);  // NCQR, NSQR: 0's based
-  VFE_TRY_ASSIGN(const Cqe cqe, admin(cmd, "set features: number of queues"));
-  const std::uint32_t granted = std::min((cqe.dw0 & 0xffff) + 1, (cqe.dw0 >> 16) + 1);
+  VFE_TRY_ASSIGN(const std::uint32_t granted, request_queues(wanted));
   io_queue_limit_ = std::min(granted, wanted);
   std::lock_guard lock(queues_mu_);
   qid_used_.assign(io_queue_limit_ + 1, false);
   qid_used_[0] = true;  // the admin queue
   return ok();
+}
+
+// §5.21.1.7 Number of Queues: ask for `wanted` pairs; returns how many the controller has.
+Result<std::uint32_t> Controller::request_queues(std::uint32_t wanted) {
+  Sqe cmd{};
+  cmd.opcode = admin::kSetFeatures;
+  cmd.cdw10 = feature::kNumberOfQueues;
+  cmd.cdw11 = ((wanted - 1) << 16) | (wanted - 1);  // NCQR, NSQR: 0's based
+  VFE_TRY_ASSIGN(const Cqe cqe, admin(cmd, "set features: number of queues"));
+  return std::min((cqe.dw0 & 0xffff) + 1, (cqe.dw0 >> 16) + 1);
 }
 
 const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexcept {
@@ -202,108 +214,6 @@ const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexce
     }
   }
   return nullptr;
-}
-
-std::string Controller::failure() const {
-  std::lock_guard lock(mu_);
-  return failure_;
-}
-
-void Controller::fail(int err, const std::string& why) {
-  // Held to the end: a queue being retired, or a second caller, waits here until DMA stopped.
-  std::lock_guard failing(fail_mu_);
-  if (!mark_failed(err, why)) {
-    return;
-  }
-  // Stop the controller's DMA before anyone is told that their buffers are free again.
-  stop_dma();
-  fail_queues(err);
-}
-
-bool Controller::mark_failed(int err, const std::string& why) {
-  {
-    std::lock_guard lock(mu_);
-    if (state() != ControllerState::running) {
-      return false;
-    }
-    failure_ = why;
-    fail_errno_.store(err, std::memory_order_release);
-    state_.store(ControllerState::failed, std::memory_order_release);
-  }
-  log_error("nvme {}: {}; failing every outstanding request", device_->bdf().to_string(), why);
-  return true;
-}
-
-void Controller::fail_queues(int err) noexcept {
-  std::lock_guard lock(queues_mu_);
-  for (IoQueue* q : queues_) {
-    if (auto r = q->worker()->run_sync([q, err] { q->fail_in_flight(-err); }); !r) {
-      log_error("nvme: failing queue {}: {}", q->qid(), r.error().message());
-    }
-  }
-}
-
-// §3.1.5: clearing CC.EN resets the controller, which stops processing commands; when it does
-// not get there within CAP.TO, a function level reset stops it.
-void Controller::stop_dma() noexcept {
-  if (bar_->read32(reg::kCsts) == ~0U) {
-    return;  // gone: nothing left to stop
-  }
-  if (auto r = disable(); !r) {
-    log_error("nvme {}: {}; resetting the function", device_->bdf().to_string(), r.error().message());
-    if (auto reset = device_->reset(); !reset) {
-      log_error("nvme {}: {}", device_->bdf().to_string(), reset.error().message());
-    }
-  }
-}
-
-void Controller::watchdog() noexcept {
-  std::unique_lock lock(mu_);
-  while (!stop_watchdog_) {
-    watchdog_cv_.wait_for(lock, options_.watchdog_period);
-    if (stop_watchdog_) {
-      break;
-    }
-    lock.unlock();
-    epoch_.fetch_add(1, std::memory_order_relaxed);
-    if (device_requested()) {
-      on_device_request();
-    }
-    check_health();
-    lock.lock();
-  }
-}
-
-void Controller::check_health() noexcept {
-  if (state() != ControllerState::running) {
-    return;
-  }
-  const std::uint32_t csts = bar_->read32(reg::kCsts);
-  if (csts == ~0U) {
-    return fail(ENODEV, "the controller no longer answers (CSTS reads all ones): surprise removal or a dead link");
-  }
-  if ((csts & csts::kFatal) != 0) {
-    return fail(EIO, "the controller reports a fatal status (CSTS.CFS)");
-  }
-  if ((csts & csts::kReady) == 0) {
-    return fail(EIO, "the controller was reset behind the driver's back (CSTS.RDY is 0: an FLR, or another user)");
-  }
-  const std::uint32_t max_age = static_cast<std::uint32_t>(options_.io_timeout / options_.watchdog_period) + 1;
-  int late_qid = -1;
-  {
-    std::lock_guard lock(queues_mu_);
-    for (IoQueue* q : queues_) {
-      if (q->timed_out()) {
-        late_qid = q->qid();
-        break;
-      }
-      q->post_age_check(max_age);
-    }
-  }
-  if (late_qid >= 0) {
-    fail(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms", late_qid,
-                                options_.io_timeout.count()));
-  }
 }
 
 Result<void> Controller::shutdown() {
@@ -320,7 +230,7 @@ Result<void> Controller::shutdown() {
     return ok();  // failed controllers are disabled already
   }
   if (auto r = normal_shutdown(); !r) {
-    stop_dma();
+    static_cast<void>(stop_dma());  // says in the log when even that fails
     return r;
   }
   return ok();
@@ -362,129 +272,6 @@ Controller::~Controller() {
       log_error("nvme: {}", r.error().message());
     }
   }
-}
-
-}  // namespace vfe::nvme
-
-namespace vfe::nvme {
-
-Result<std::uint16_t> Controller::claim_qid(bool needs_vector) {
-  std::lock_guard lock(queues_mu_);
-  for (std::size_t qid = 1; qid < qid_used_.size(); ++qid) {
-    if (!qid_used_[qid]) {
-      if (needs_vector && (!irqs_ || qid >= irqs_->count())) {
-        break;
-      }
-      qid_used_[qid] = true;
-      return static_cast<std::uint16_t>(qid);
-    }
-  }
-  if (needs_vector && !irqs_) {
-    return Error::not_supported("create I/O queue", "the controller has no MSI-X; use polling completion");
-  }
-  return Error::from_errno(EBUSY, "create I/O queue",
-                           fmt::format("all {} I/O queues the controller granted{} are in use", io_queue_limit_,
-                                       needs_vector ? " (with an MSI-X vector)" : ""));
-}
-
-// §5.3 Create I/O Completion Queue, then §5.4 Create I/O Submission Queue bound to it.
-Result<void> Controller::create_device_queues(const IoQueue& q, bool interrupts) {
-  const std::uint32_t size_and_id = ((q.entries() - 1) << 16) | q.qid();
-  Sqe cq{};
-  cq.opcode = admin::kCreateCq;
-  cq.prp1 = dma::to_u64(q.memory_.iova_at(q.cq_offset_));
-  cq.cdw10 = size_and_id;
-  // Physically contiguous (PC); with interrupts enabled (IEN) on vector IV = the queue ID.
-  cq.cdw11 = 1U | (interrupts ? (2U | (static_cast<std::uint32_t>(q.qid()) << 16)) : 0U);
-  VFE_TRY(admin(cq, "create I/O completion queue"));
-  Sqe sq{};
-  sq.opcode = admin::kCreateSq;
-  sq.prp1 = dma::to_u64(q.memory_.iova());
-  sq.cdw10 = size_and_id;
-  sq.cdw11 = 1U | (static_cast<std::uint32_t>(q.qid()) << 16);  // PC, CQID
-  if (auto r = admin(sq, "create I/O submission queue"); !r) {
-    Sqe del{};
-    del.opcode = admin::kDeleteCq;
-    del.cdw10 = q.qid();
-    static_cast<void>(admin(del, "delete I/O completion queue"));
-    return std::move(r).error();
-  }
-  return ok();
-}
-
-// §5.6 Delete I/O Submission Queue (the controller aborts its commands), then §5.5 the CQ.
-Result<void> Controller::delete_device_queues(std::uint16_t qid) {
-  Sqe sq{};
-  sq.opcode = admin::kDeleteSq;
-  sq.cdw10 = qid;
-  VFE_TRY(admin(sq, "delete I/O submission queue"));
-  Sqe cq{};
-  cq.opcode = admin::kDeleteCq;
-  cq.cdw10 = qid;
-  VFE_TRY(admin(cq, "delete I/O completion queue"));
-  return ok();
-}
-
-Result<std::unique_ptr<IoQueue>> Controller::create_io_queue(engine::Worker& worker, const IoQueueOptions& options) {
-  if (state() != ControllerState::running) {
-    return Error::from_errno(ENODEV, "create I/O queue", "the controller is not running: " + failure());
-  }
-  const std::uint32_t max_entries = std::min<std::uint32_t>(cap_.mqes(), 65536);
-  if (options.entries < 2 || options.entries > max_entries) {
-    return Error::invalid("create I/O queue",
-                          fmt::format("{} entries is outside what the controller allows (2 to {}, CAP.MQES)",
-                                      options.entries, max_entries));
-  }
-  const bool interrupts = options.completion != engine::CompletionMode::polling;
-  VFE_TRY_ASSIGN(const std::uint16_t qid, claim_qid(interrupts));
-  auto release = ScopeGuard([&]() noexcept { release_qid(qid); });
-  const std::uint64_t sq_bytes = align_up(options.entries * sizeof(Sqe), page_size());
-  const std::uint64_t cq_bytes = align_up(options.entries * sizeof(Cqe), page_size());
-  const std::uint64_t prp_bytes = std::uint64_t{options.entries - 1} * page_size();
-  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, sq_bytes + cq_bytes + prp_bytes,
-                                                    {.hugepages = true, .numa_node = options.numa_node}));
-  std::memset(mem.data(), 0, sq_bytes + cq_bytes);  // the CQ's phase tags start at 0
-  std::unique_ptr<IoQueue> q(new IoQueue(*this, qid, options, std::move(mem), sq_bytes, cq_bytes));
-  if (auto r = create_device_queues(*q, interrupts); !r) {
-    if (admin_->broken()) {
-      // The controller did not answer: it may still use the queue memory, which goes next.
-      fail(EIO, "creating I/O queue " + std::to_string(qid) + ": " + r.error().message());
-    }
-    return std::move(r).error();
-  }
-  auto remove = ScopeGuard([&]() noexcept { retire(qid); });
-  VFE_TRY(q->attach(worker, options.completion, interrupts ? irqs_->eventfd(qid) : -1));
-  {
-    std::lock_guard lock(queues_mu_);
-    queues_.push_back(q.get());
-  }
-  remove.dismiss();
-  release.dismiss();
-  q->registered_ = true;
-  return q;
-}
-
-void Controller::unregister(IoQueue& q) noexcept {
-  std::lock_guard lock(queues_mu_);
-  queues_.erase(std::remove(queues_.begin(), queues_.end(), &q), queues_.end());
-}
-
-void Controller::retire(std::uint16_t qid) noexcept {
-  {
-    // A fail() or shutdown() under way finishes (and the controller has stopped) before we look.
-    std::lock_guard failing(fail_mu_);
-  }
-  if (state() == ControllerState::running) {
-    if (auto r = delete_device_queues(qid); !r) {
-      // The controller may still write the queue's memory: stop it before that memory goes.
-      fail(EIO, r.error().message());
-    }
-  }
-}
-
-void Controller::release_qid(std::uint16_t qid) noexcept {
-  std::lock_guard lock(queues_mu_);
-  qid_used_[qid] = false;
 }
 
 }  // namespace vfe::nvme

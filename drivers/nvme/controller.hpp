@@ -20,6 +20,7 @@
 #include "drivers/nvme/admin_queue.hpp"
 #include "drivers/nvme/identify.hpp"
 #include "drivers/nvme/io_queue.hpp"
+#include "drivers/nvme/reset_budget.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "engine/queue_pair.hpp"
 #include "irq/irq_set.hpp"
@@ -34,14 +35,29 @@ struct ControllerOptions {
   /// I/O queue pairs to ask the controller for (Set Features, Number of Queues); 0: one per
   /// online CPU. The controller may grant fewer; `io_queue_limit()` says how many.
   std::uint32_t io_queues = 0;
-  /// A command not completed within this time fails the controller (see `Controller::fail`).
+  /// A command not completed within this time (its completion queue looked at first) makes the
+  /// controller reset (see `Controller`).
   std::chrono::milliseconds io_timeout{30'000};
   /// How often the watchdog checks CSTS and the commands' ages.
   std::chrono::milliseconds watchdog_period{100};
+  /// How many times a request goes again after a failure the controller does not mark Do Not
+  /// Retry, or after a reset caught it in flight (Linux's nvme_max_retries is 5 too).
+  std::uint32_t retries = 5;
+  /// More resets than this within `reset_window` fail the controller for good.
+  std::uint32_t max_resets = 3;
+  std::chrono::milliseconds reset_window{60'000};
 };
 
-/// Why a controller stopped serving I/O.
-enum class ControllerState { running, failed, shut_down };
+/// Whether a controller serves I/O: `resetting` while it recovers from a fault (requests wait),
+/// `failed` for good (see `failure()`), or `shut_down`.
+enum class ControllerState { running, resetting, failed, shut_down };
+
+/// Counters of one controller, readable from any thread (relaxed).
+struct ControllerStats {
+  std::atomic<std::uint64_t> resets{0};    ///< recoveries begun (each a disable and re-enable)
+  std::atomic<std::uint64_t> timeouts{0};  ///< commands found older than io_timeout
+  std::atomic<std::uint64_t> aborts{0};    ///< Abort commands the controller accepted
+};
 
 /// Owns the VFIO device of one NVMe controller: BAR0, MSI-X vectors, the DMA space and the
 /// admin queue. `create` brings it up (§7.6.1), identifies it and its namespaces (§5.15) and
@@ -49,10 +65,21 @@ enum class ControllerState { running, failed, shut_down };
 /// `create_io_queue`, one per worker. Destruction shuts the controller down (§7.6.2) so written
 /// data is on the medium. I/O queues must be destroyed before their controller.
 ///
-/// A watchdog thread checks CSTS every `watchdog_period` and the age of every command in
-/// flight; a fatal status (CFS), a reset it did not ask for (RDY dropped, e.g. an FLR), a
-/// surprise removal (all-ones reads) or a command older than `io_timeout` fails the controller:
-/// it is disabled so it stops DMA, and every outstanding request completes with an error.
+/// A watchdog thread checks CSTS every `watchdog_period` and the age of every command in flight
+/// (after reaping its completion queue, so a lost interrupt costs no reset). A command older than
+/// `io_timeout` is aborted first (§5.1, Abort): when the controller agrees, the command completes
+/// as aborted and its request goes again; when it refuses, does not answer, or the command is
+/// still there after another `io_timeout`, the controller is reset. A fatal status (CFS) or a
+/// reset it did not ask for (RDY dropped, e.g. an FLR) resets it at once. The reset (NVMe 1.4 §7.3.1, as Linux's nvme driver does):
+/// submissions pause (new requests wait in their queue's ring), the controller is disabled (a
+/// function level reset when it does not stop within CAP.TO), Bus Master Enable is restored, the
+/// controller is enabled and identified again (a namespace that changed size or format fails the
+/// controller rather than let requests land on the wrong blocks), the number of queues is set and
+/// every I/O queue is created again on the device, in the same `IoQueue` with the same ID, memory
+/// and worker. What was in flight goes again (see `IoRequest`). More than `max_resets` resets
+/// within `reset_window`, a reset that does not bring the controller back, or a surprise removal
+/// (all-ones reads) fails the controller for good: it is disabled so it stops DMA, and every
+/// outstanding request completes with an error.
 ///
 /// The watchdog also watches the device request interrupt (VFIO_PCI_REQ_IRQ_INDEX), by which
 /// the kernel asks for the device back before a hot-unplug or an unbind can finish. Then the
@@ -92,6 +119,8 @@ class Controller {
                                                                  const IoQueueOptions& options = {});
 
   [[nodiscard]] ControllerState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  [[nodiscard]] const ControllerOptions& options() const noexcept { return options_; }
+  [[nodiscard]] const ControllerStats& stats() const noexcept { return stats_; }
   /// Why the controller failed (empty while it runs).
   [[nodiscard]] std::string failure() const;
   /// Fails the controller: disables it (FLR when it does not stop within CAP.TO), then every
@@ -132,12 +161,24 @@ class Controller {
   [[nodiscard]] Result<void> disable();
   [[nodiscard]] Result<void> wait_ready(bool ready, const char* what);
   [[nodiscard]] Result<void> identify();
+  [[nodiscard]] Result<std::vector<NamespaceInfo>> identify_namespaces();
   [[nodiscard]] Result<void> set_queue_count(std::uint32_t wanted);
+  [[nodiscard]] Result<std::uint32_t> request_queues(std::uint32_t wanted);
   [[nodiscard]] Result<void> identify_page(std::uint32_t cns, std::uint32_t nsid, const char* what);
   void watchdog() noexcept;
   void check_health() noexcept;
+  void on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept;
+  [[nodiscard]] bool abort_command(std::uint16_t qid, std::uint16_t cid) noexcept;
   [[nodiscard]] bool mark_failed(int err, const std::string& why);
+  void fail_locked(int err, const std::string& why);
   void fail_queues(int err) noexcept;
+  // Recovery (controller_recovery.cpp), on the watchdog thread.
+  void recover(int err, const std::string& why);
+  [[nodiscard]] Result<void> stop_for_reset();
+  [[nodiscard]] Result<void> reinitialize();
+  [[nodiscard]] Result<void> check_namespaces();
+  void requeue_queues(int err) noexcept;
+  void restart_queues() noexcept;
   [[nodiscard]] Result<void> normal_shutdown();
   // Hot-unplug (controller_removal.cpp).
   void watch_device_requests() noexcept;
@@ -146,13 +187,12 @@ class Controller {
   [[nodiscard]] bool stop_for_removal() noexcept;
   void release_device() noexcept;
   [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
-  [[nodiscard]] Result<void> create_device_queues(const IoQueue& q, bool interrupts);
-  void stop_dma() noexcept;
-  [[nodiscard]] Result<void> delete_device_queues(std::uint16_t qid);
+  [[nodiscard]] bool stop_dma() noexcept;
+  [[nodiscard]] bool clear_bus_master() noexcept;
   // ~IoQueue: first out of the watchdog's and fail()'s sight, then deleted on the device (which
   // stops using its memory) and its ID freed.
   void unregister(IoQueue& q) noexcept;
-  void retire(std::uint16_t qid) noexcept;
+  void retire(IoQueue& q) noexcept;
   void release_qid(std::uint16_t qid) noexcept;
 
   ControllerOptions options_;
@@ -178,10 +218,18 @@ class Controller {
   std::atomic<ControllerState> state_{ControllerState::running};
   std::atomic<int> fail_errno_{0};
   std::atomic<std::uint32_t> epoch_{0};
+  ControllerStats stats_;
+  // Watchdog only: after an Abort, the epoch until which a late command gets to complete as aborted.
+  std::optional<std::uint32_t> abort_deadline_;
+  // Guarded by fail_mu_: resets so far (a queue created at another count is gone from the
+  // device), and when the recent ones began.
+  std::uint64_t reset_count_ = 0;
+  ResetBudget reset_budget_;
   std::atomic<bool> released_{false};
   bool removal_pending_ = false;  // guarded by fail_mu_: requests left in flight by a failed release
-  // Held by fail() and shutdown() from their decision to the end of their register sequence, so
-  // whoever must know the controller has stopped DMA (a queue being retired) waits on it.
+  // Held by fail(), a reset and shutdown() from their decision to the end of their register
+  // sequence, and while a queue is created or deleted on the device, so that none of these
+  // overlap and whoever must know the controller has stopped DMA (a queue being retired) waits.
   std::mutex fail_mu_;
   mutable std::mutex mu_;  // guards failure_ and stop_watchdog_
   std::string failure_;

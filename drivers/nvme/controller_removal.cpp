@@ -49,20 +49,22 @@ void Controller::on_device_request() noexcept {
   std::lock_guard failing(fail_mu_);
   const bool first = mark_failed(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or "
                                          "an unbind)");
-  if (first && !stop_for_removal()) {
-    // Still not stopped, and a reset is refused while the kernel removes the device: giving it
-    // back is what stops it (vfio-pci clears bus mastering when the last user closes it).
+  // Failed before for another reason, fail() stopped it; after a release that failed, it may not be.
+  const bool stopped = first ? stop_for_removal() : !removal_pending_;
+  if (!stopped) {
+    // A reset is refused while the kernel removes the device: giving it back is what stops it
+    // (vfio-pci clears bus mastering when the last user closes it).
     release_device();
     if (!released()) {
       // The device may still write the requests' buffers: they stay in flight. vfio-pci asks
-      // again every 10 s, and the next request retries the release (below).
+      // again every 10 s, and the next request tries the release again (here).
       removal_pending_ = true;
       return;
     }
   }
   if (first || removal_pending_) {
     removal_pending_ = false;
-    fail_queues(ENODEV);
+    fail_queues(ENODEV);  // only now: DMA stopped, or the device is given back
   }
   release_device();
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "base/units.hpp"
 #include "drivers/nvme/controller.hpp"
 #include "mmio/barrier.hpp"
 
@@ -11,6 +12,10 @@ namespace vfe::nvme {
 namespace {
 
 constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
+// A command ID: generation in bits 15:12, slot in 11:0 (kMaxIoQueueEntries - 1 slots at most).
+constexpr unsigned kCidSlotBits = 12;
+constexpr std::uint16_t kCidSlotMask = (1U << kCidSlotBits) - 1;
+static_assert(kMaxIoQueueEntries - 1 <= kCidSlotMask + 1U);
 
 // Counters have one writer (the worker): a plain load and store, no locked instruction.
 void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -23,8 +28,12 @@ std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
 
 }  // namespace
 
-IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory,
-                 std::uint64_t sq_bytes, std::uint64_t cq_bytes)
+std::uint64_t IoQueue::memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept {
+  return align_up(entries * sizeof(Sqe), page_size) + align_up(entries * sizeof(Cqe), page_size) +
+         std::uint64_t{entries - 1} * page_size;
+}
+
+IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory)
     : engine::QueuePair(options.submission_capacity),
       ctrl_(&ctrl),
       bar_(&ctrl.bar()),
@@ -36,18 +45,21 @@ IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& opti
       sq_doorbell_(reg::kDoorbells + 2ULL * qid * ctrl.cap().doorbell_stride()),
       cq_doorbell_(reg::kDoorbells + (2ULL * qid + 1) * ctrl.cap().doorbell_stride()),
       memory_(std::move(memory)),
-      cq_offset_(sq_bytes),
+      cq_offset_(align_up(entries_ * sizeof(Sqe), page_size_)),
+      retries_(ctrl.options().retries),
       sq_(memory_.as<Sqe>()),
-      cq_(reinterpret_cast<volatile Cqe*>(memory_.as<std::uint8_t>() + sq_bytes)),
-      prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + sq_bytes + cq_bytes)),
-      prp_lists_iova_(dma::to_u64(memory_.iova_at(sq_bytes + cq_bytes))),
+      cq_(reinterpret_cast<volatile Cqe*>(memory_.as<std::uint8_t>() + cq_offset_)),
+      prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + cq_offset_ +
+                                                  align_up(entries_ * sizeof(Cqe), page_size_))),
+      prp_lists_iova_(dma::to_u64(memory_.iova_at(cq_offset_ + align_up(entries_ * sizeof(Cqe), page_size_)))),
       slots_(options.entries - 1) {
   // One command fewer than entries: a full submission queue is then never mistaken for an empty
-  // one (§4.1.2), and a free command ID always has a free submission slot.
+  // one (§4.1.2), and a free slot always has a free submission queue entry.
   free_.reserve(slots_.size());
-  for (std::size_t cid = slots_.size(); cid-- > 0;) {
-    free_.push_back(static_cast<std::uint16_t>(cid));
-  }
+  // Each request put aside holds or held a slot, and none is taken while some wait (see
+  // submit_to_device): this many never allocate.
+  retry_.reserve(slots_.size());
+  empty_rings();
 }
 
 IoQueue::~IoQueue() {
@@ -61,12 +73,14 @@ IoQueue::~IoQueue() {
     }
   }
   if (registered_) {
-    ctrl_->retire(qid_);  // deleted on the controller (or it stopped): it no longer uses our memory
+    ctrl_->retire(*this);  // deleted on the controller (or it stopped): it no longer uses our memory
   }
   // What the controller completed before the deletion counts; the rest is cancelled. This runs
   // on the destroying thread, which now is the only one touching the queue.
   deleted_ = true;
-  reap_completions();
+  if (!dead_) {
+    static_cast<void>(reap());
+  }
   fail_in_flight(-ECANCELED);
   drain_waiting(
       [](engine::Request* r, void* self) noexcept {
@@ -140,6 +154,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   if (free_.empty()) {
     return Issue::no_slot;
   }
+  const std::uint16_t slot = free_.back();
   Sqe cmd{};
   cmd.opcode = static_cast<std::uint8_t>(req.opcode);
   cmd.nsid = req.nsid;
@@ -156,7 +171,6 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
       if (n == 0) {
         return Issue::refused;  // a block does not fit in MDTS from where its data starts
       }
-      const std::uint64_t slot = free_.back();
       const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
                                        prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_);
       cmd.prp1 = p.prp1;
@@ -167,14 +181,16 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
     cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
     cmd.cdw12 = static_cast<std::uint32_t>(n - 1);  // NLB, 0's based
   }
-  const std::uint16_t cid = free_.back();
   free_.pop_back();
-  cmd.cid = cid;
+  Slot& s = slots_[slot];
+  s.generation = static_cast<std::uint16_t>((s.generation + 1) & 0xfU);
+  cmd.cid = static_cast<std::uint16_t>((s.generation << kCidSlotBits) | slot);
   req.progress.next_block += n;
   req.progress.issued_all = req.progress.next_block == req.blocks;
   std::memcpy(&sq_[sq_tail_], &cmd, sizeof(cmd));
   sq_tail_ = sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1;
-  slots_[cid] = Slot{&req, ctrl_->epoch()};
+  s.req = &req;
+  s.epoch = ctrl_->epoch();
   ++req.progress.in_flight;
   return Issue::issued;
 }
@@ -186,8 +202,8 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
     if (failed != 0 && req.progress.error == 0) {
       req.progress.error = -failed;
     }
-    if (req.progress.error != 0) {
-      req.progress.issued_all = true;  // a failed part fails the request: issue no more of it
+    if (req.progress.error != 0 || req.progress.retry) {
+      req.progress.issued_all = true;  // it fails or goes again as a whole: issue no more of it
       break;
     }
     switch (issue_next(req)) {
@@ -204,32 +220,68 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
   return true;
 }
 
+bool IoQueue::paused() const noexcept {
+  return ctrl_->state() == ControllerState::resetting;
+}
+
 std::size_t IoQueue::submit_to_device(std::span<engine::Request*> reqs) noexcept {
+  if (paused()) {
+    return 0;  // they wait (in the ring, then -EAGAIN) until the controller is back
+  }
   const int failed = ctrl_->failure_errno();
+  std::uint64_t issued = issue_retries(failed);
   std::size_t taken = 0;
-  std::uint64_t issued = 0;
+  // New requests only once every request put aside is on its way: that bounds retry_.
   for (engine::Request* r : reqs) {
     auto& req = *static_cast<IoRequest*>(r);
-    if (!issue_rest(req, failed, issued)) {
+    if (!retry_.empty() || !issue_rest(req, failed, issued)) {
       break;
     }
     ++taken;
     if (req.progress.in_flight == 0) {
-      complete(req);  // failed before any command of it was in flight
+      finish_request(req);  // failed before any command of it was in flight
     }
   }
+  ring_sq(issued);
+  return taken;
+}
+
+void IoQueue::ring_sq(std::uint64_t issued) noexcept {
   if (issued != 0) {
     bar_->write32_db(sq_doorbell_, sq_tail_);  // io_wmb inside: the entries before the doorbell
     bump(stats_.commands, issued);
     bump(stats_.sq_doorbells);
   }
-  return taken;
+}
+
+// Sends the requests put aside, as far as slots allow; returns the commands issued.
+std::uint64_t IoQueue::issue_retries(int failed) noexcept {
+  std::uint64_t issued = 0;
+  while (!retry_.empty()) {
+    IoRequest& req = *retry_.back();
+    if (!issue_rest(req, failed, issued)) {
+      break;  // partly issued: it stays on top, and the rest goes when slots are free
+    }
+    retry_.pop_back();
+    if (req.progress.in_flight == 0) {
+      finish_request(req);
+    }
+  }
+  return issued;
 }
 
 std::size_t IoQueue::reap_completions() noexcept {
-  if (dead_) {
-    return 0;
+  if (dead_ || paused()) {
+    return 0;  // a reset collects the completions itself (requeue_in_flight)
   }
+  const std::size_t n = reap();
+  if (!retry_.empty()) {
+    ring_sq(issue_retries(ctrl_->failure_errno()));  // slots came free
+  }
+  return n;
+}
+
+std::size_t IoQueue::reap() noexcept {
   std::size_t n = 0;
   for (;;) {
     const std::uint16_t status = cq_[cq_head_].status;
@@ -238,10 +290,11 @@ std::size_t IoQueue::reap_completions() noexcept {
     }
     mmio::io_rmb();  // read the entry's other fields only after its phase tag
     const std::uint16_t cid = cq_[cq_head_].cid;
-    if (cid < slots_.size() && slots_[cid].req != nullptr) {
-      finish_command(cid, 0, Status::from_cqe(status));
+    const std::uint16_t slot = cid & kCidSlotMask;
+    if (slot < slots_.size() && slots_[slot].req != nullptr && slots_[slot].generation == cid >> kCidSlotBits) {
+      finish_command(slot, 0, Status::from_cqe(status));
     } else {
-      log_error("nvme queue {}: completion for command id {} that is not in flight; ignored", qid_, cid);
+      log_error("nvme queue {}: completion for command id {:#x} that is not in flight; ignored", qid_, cid);
     }
     if (++cq_head_ == entries_) {
       cq_head_ = 0;
@@ -249,19 +302,22 @@ std::size_t IoQueue::reap_completions() noexcept {
     }
     ++n;
   }
-  if (n != 0 && !deleted_) {
+  // Not while paused: the controller is being reset and the queue does not exist on it.
+  if (n != 0 && !deleted_ && !paused()) {
     bar_->write32(cq_doorbell_, cq_head_);  // the entries read may now be reused
     bump(stats_.cq_doorbells);
   }
   return n;
 }
 
-void IoQueue::finish_command(std::uint16_t cid, int err, Status st) noexcept {
-  IoRequest& req = *slots_[cid].req;
-  slots_[cid].req = nullptr;
-  free_.push_back(cid);
+void IoQueue::finish_command(std::uint16_t slot, int err, Status st) noexcept {
+  IoRequest& req = *slots_[slot].req;
+  slots_[slot].req = nullptr;
+  free_.push_back(slot);
   if (req.progress.error == 0) {
-    if (!st.ok()) {
+    if (!st.ok() && !st.dnr && req.progress.attempts < retries_) {
+      req.progress.retry = true;  // §4.6.1.2: without DNR the same command may succeed again
+    } else if (!st.ok()) {
       req.status = st;
       req.progress.error = -to_errno(st);
     } else if (err != 0) {
@@ -269,8 +325,27 @@ void IoQueue::finish_command(std::uint16_t cid, int err, Status st) noexcept {
     }
   }
   if (--req.progress.in_flight == 0 && req.progress.issued_all) {
-    complete(req);
+    finish_request(req);
   }
+}
+
+// Nothing of `req` is in flight any more: it completes, or goes again from its first block.
+void IoQueue::finish_request(IoRequest& req) noexcept {
+  if (req.progress.error != 0 || !req.progress.retry) {
+    complete(req);
+    return;
+  }
+  put_aside(req);
+  retry_.push_back(&req);
+}
+
+void IoQueue::put_aside(IoRequest& req) noexcept {
+  ++req.progress.attempts;
+  req.progress.retry = false;
+  req.progress.next_block = 0;
+  req.progress.issued_all = false;
+  req.status = Status{};
+  bump(stats_.retries);
 }
 
 void IoQueue::complete(IoRequest& req) noexcept {
@@ -283,11 +358,67 @@ void IoQueue::complete(IoRequest& req) noexcept {
 
 void IoQueue::fail_in_flight(int err) noexcept {
   dead_ = true;
-  for (std::size_t cid = 0; cid < slots_.size(); ++cid) {
-    if (slots_[cid].req != nullptr) {
-      finish_command(static_cast<std::uint16_t>(cid), err, Status{});
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (slots_[slot].req != nullptr) {
+      finish_command(static_cast<std::uint16_t>(slot), err, Status{});
     }
   }
+  // A request partly issued from retry_ had its commands finished above and completes here.
+  while (!retry_.empty()) {
+    IoRequest& req = *retry_.back();
+    retry_.pop_back();
+    if (req.progress.error == 0) {
+      req.progress.error = err;
+    }
+    complete(req);
+  }
+}
+
+void IoQueue::requeue_in_flight(int err) noexcept {
+  static_cast<void>(reap());  // what the controller completed before it stopped counts
+  for (Slot& s : slots_) {
+    if (s.req == nullptr) {
+      continue;
+    }
+    IoRequest& req = *s.req;
+    s.req = nullptr;
+    if (req.progress.in_flight == 0) {
+      continue;  // met already in an earlier slot
+    }
+    req.progress.in_flight = 0;
+    if (req.progress.error == 0) {
+      if (req.progress.attempts >= retries_) {
+        req.progress.error = err;
+      } else {
+        req.progress.retry = true;
+      }
+    }
+    if (req.progress.issued_all) {
+      finish_request(req);
+    } else if (req.progress.error == 0) {
+      // Partly issued: it waits in the submission batch or in retry_, which issue the rest; from
+      // its first block again. (With an error, that same place completes it.)
+      put_aside(req);
+    }
+  }
+  empty_rings();
+  timed_out_.store(false, std::memory_order_release);
+}
+
+// Every slot free, both rings at their start and the CQ's phase tags 0, as a new queue's.
+void IoQueue::empty_rings() noexcept {
+  free_.clear();
+  for (std::size_t slot = slots_.size(); slot-- > 0;) {
+    free_.push_back(static_cast<std::uint16_t>(slot));
+  }
+  std::memset(const_cast<Cqe*>(cq_), 0, std::uint64_t{entries_} * sizeof(Cqe));
+  sq_tail_ = 0;
+  cq_head_ = 0;
+  phase_ = 1;
+}
+
+void IoQueue::restart() noexcept {
+  ring_sq(issue_retries(ctrl_->failure_errno()));
 }
 
 void IoQueue::post_age_check(std::uint32_t max_age) noexcept {
@@ -302,15 +433,61 @@ void IoQueue::post_age_check(std::uint32_t max_age) noexcept {
 }
 
 void IoQueue::check_ages() noexcept {
+  // Look before counting anything late: a completion whose interrupt was lost is in the CQ.
+  if (const std::size_t found = reap_completions(); found != 0) {
+    bump(stats_.watchdog_reaps, found);
+  }
   // Read here, after every stamp this thread wrote: no stamp is newer than `now`.
   const std::uint32_t now = ctrl_->epoch();
-  for (const Slot& s : slots_) {
+  bool late = false;
+  for (std::size_t slot = 0; slot < slots_.size() && !late; ++slot) {
+    const Slot& s = slots_[slot];
     if (s.req != nullptr && now - s.epoch > check_max_age_) {
-      timed_out_.store(true, std::memory_order_release);
-      break;
+      late_cid_.store(static_cast<std::uint32_t>((s.generation << kCidSlotBits) | slot), std::memory_order_relaxed);
+      late = true;
     }
   }
+  timed_out_.store(late, std::memory_order_release);
   check_pending_.store(false, std::memory_order_release);
+}
+
+// §5.3 Create I/O Completion Queue, then §5.4 Create I/O Submission Queue bound to it.
+Result<void> IoQueue::create_on_device(std::uint64_t generation) {
+  const bool interrupts = completion_mode() != engine::CompletionMode::polling;
+  const std::uint32_t size_and_id = ((entries_ - 1) << 16) | qid_;
+  Sqe cq{};
+  cq.opcode = admin::kCreateCq;
+  cq.prp1 = dma::to_u64(memory_.iova_at(cq_offset_));
+  cq.cdw10 = size_and_id;
+  // Physically contiguous (PC); with interrupts enabled (IEN) on vector IV = the queue ID.
+  cq.cdw11 = 1U | (interrupts ? (2U | (static_cast<std::uint32_t>(qid_) << 16)) : 0U);
+  VFE_TRY(ctrl_->admin(cq, "create I/O completion queue"));
+  Sqe sq{};
+  sq.opcode = admin::kCreateSq;
+  sq.prp1 = dma::to_u64(memory_.iova());
+  sq.cdw10 = size_and_id;
+  sq.cdw11 = 1U | (static_cast<std::uint32_t>(qid_) << 16);  // PC, CQID
+  if (auto r = ctrl_->admin(sq, "create I/O submission queue"); !r) {
+    Sqe del{};
+    del.opcode = admin::kDeleteCq;
+    del.cdw10 = qid_;
+    static_cast<void>(ctrl_->admin(del, "delete I/O completion queue"));
+    return std::move(r).error();
+  }
+  device_generation_ = generation;
+  return ok();
+}
+
+Result<void> IoQueue::delete_on_device() {
+  Sqe sq{};
+  sq.opcode = admin::kDeleteSq;
+  sq.cdw10 = qid_;
+  VFE_TRY(ctrl_->admin(sq, "delete I/O submission queue"));
+  Sqe cq{};
+  cq.opcode = admin::kDeleteCq;
+  cq.cdw10 = qid_;
+  VFE_TRY(ctrl_->admin(cq, "delete I/O completion queue"));
+  return ok();
 }
 
 }  // namespace vfe::nvme

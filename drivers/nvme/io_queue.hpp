@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/result.hpp"
 #include "dma/dma_buffer.hpp"
 #include "drivers/nvme/io_request.hpp"
 #include "drivers/nvme/spec.hpp"
@@ -17,9 +18,15 @@ namespace vfe::nvme {
 
 class Controller;
 
+/// The most entries an I/O queue may have: a command ID is 4 bits of generation and 12 bits of
+/// slot (as Linux's nvme driver does), so a late completion of a command the queue gave up on
+/// never completes the request that reused its slot.
+inline constexpr std::uint32_t kMaxIoQueueEntries = 4096;
+
 /// Per-queue choices.
 struct IoQueueOptions {
-  /// Submission and completion queue entries (at most CAP.MQES); entries - 1 commands fit.
+  /// Submission and completion queue entries (at most CAP.MQES + 1 and kMaxIoQueueEntries);
+  /// entries - 1 commands fit.
   std::uint32_t entries = 256;
   /// How the queue learns of completions: polling costs a core, interrupt mode sleeps between
   /// MSI-X vectors, adaptive does both (the worker's mode decides when it sleeps).
@@ -37,6 +44,8 @@ struct IoQueueStats {
   std::atomic<std::uint64_t> sq_doorbells{0};   ///< submission doorbell writes (one per batch)
   std::atomic<std::uint64_t> cq_doorbells{0};   ///< completion doorbell writes (one per reap)
   std::atomic<std::uint64_t> errors{0};         ///< requests completed with an error
+  std::atomic<std::uint64_t> retries{0};        ///< requests sent again (a retryable error, a reset)
+  std::atomic<std::uint64_t> watchdog_reaps{0};  ///< completions the timeout check found (a lost interrupt)
 };
 
 /// A queue pair on the controller, bound to one worker. Any thread submits with `submit`; the
@@ -44,15 +53,28 @@ struct IoQueueStats {
 /// batch, and reaps completions by phase tag, writing the completion doorbell once per reap. On
 /// the data path there are no MMIO reads, locks, allocations or system calls.
 ///
+/// While the controller is reset (see `Controller`), the worker neither submits nor reaps; the
+/// controller collects what was in flight (`requeue_in_flight`), re-creates the queue on the
+/// device with the same ID and memory, and the worker sends the collected requests again
+/// (`restart`). The object, its ID and its worker stay the same throughout.
+///
 /// Destruction (from a thread other than the worker, best after the requests have completed):
 /// the queue is detached, the controller deletes it (§5.6 the SQ, then §5.5 the CQ), and what is
 /// still in flight or waiting completes with -ECANCELED on the destroying thread.
-class IoQueue final : public engine::QueuePair {
+///
+/// The engine's `QueuePair` is a private base: its `try_submit` and `submit_bulk` would skip the
+/// validation `submit` does (a request sent that way could get PRPs for the wrong length), so
+/// only `submit` takes requests.
+class IoQueue final : private engine::QueuePair {
  public:
+  using engine::QueuePair::completion_mode;
+  using engine::QueuePair::worker;
+
   ~IoQueue() override;
 
   /// Hands `req` to the worker. Returns 0; -EAGAIN when the submission ring is full (retry);
-  /// -EINVAL for a request that cannot be described (unknown namespace, data size not blocks x
+  /// (also while the controller is being reset: the request waits in the ring, and goes to the
+  /// device once it is back); -EINVAL for a request that cannot be described (unknown namespace, data size not blocks x
   /// block size, a layout PRPs cannot express, zero blocks, LBA overflow); -EOPNOTSUPP for write
   /// zeroes on a controller without it; -ENODEV (or the failure's errno) once the controller
   /// failed; -ECANCELED once the queue is being destroyed. Only on 0 will `on_complete` run. Any
@@ -70,28 +92,54 @@ class IoQueue final : public engine::QueuePair {
   /// such request outstanding; skipped when the worker's task ring is full).
   void post_age_check(std::uint32_t max_age) noexcept;
   /// Worker only (Controller::fail runs it there once the controller is disabled): every
-  /// command in flight completes with `err` (negative errno) and the completion queue is no
-  /// longer read.
+  /// command in flight, and every request waiting to be sent again, completes with `err`
+  /// (negative errno) and the completion queue is no longer read.
   void fail_in_flight(int err) noexcept;
-  /// True once check_ages found a command too old (read by the watchdog).
+  /// Worker only, while the controller is reset and after it stopped DMA: reaps what the
+  /// controller completed, then puts every request in flight aside to be sent again (or fails it
+  /// with `err` once it is out of retries), and empties the queue for its re-creation.
+  void requeue_in_flight(int err) noexcept;
+  /// Worker only, once the queue exists on the device again: sends the requests put aside.
+  void restart() noexcept;
+  /// §5.3 Create I/O Completion Queue (interrupts on vector = queue ID unless polled), then §5.4
+  /// Create I/O Submission Queue; `generation` is the controller's reset count it belongs to.
+  [[nodiscard]] Result<void> create_on_device(std::uint64_t generation);
+  /// §5.6 Delete I/O Submission Queue (the controller aborts its commands), then §5.5 the CQ.
+  [[nodiscard]] Result<void> delete_on_device();
+  /// The controller reset count at which the queue was last created on the device.
+  [[nodiscard]] std::uint64_t device_generation() const noexcept { return device_generation_; }
+  /// Bytes of queue memory for `entries`: [SQ | CQ | one PRP list page per command slot].
+  [[nodiscard]] static std::uint64_t memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept;
+  /// True when the last check_ages found a command too old (read by the watchdog); `late_cid()`
+  /// is then that command's ID.
   [[nodiscard]] bool timed_out() const noexcept { return timed_out_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::uint16_t late_cid() const noexcept {
+    return static_cast<std::uint16_t>(late_cid_.load(std::memory_order_relaxed));
+  }
 
  private:
   friend class Controller;
   struct Slot {
     IoRequest* req = nullptr;
     std::uint32_t epoch = 0;
+    std::uint16_t generation = 0;  // of the command in it; the CID's top 4 bits
   };
-  IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory,
-          std::uint64_t sq_bytes, std::uint64_t cq_bytes);
+  IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory);
   void check_ages() noexcept;
+  [[nodiscard]] bool paused() const noexcept;
+  [[nodiscard]] std::size_t reap() noexcept;
+  [[nodiscard]] std::uint64_t issue_retries(int failed) noexcept;
+  void ring_sq(std::uint64_t issued) noexcept;
+  void finish_request(IoRequest& req) noexcept;
+  void put_aside(IoRequest& req) noexcept;
+  void empty_rings() noexcept;
 
   std::size_t submit_to_device(std::span<engine::Request*> reqs) noexcept override;
   std::size_t reap_completions() noexcept override;
   enum class Issue { issued, no_slot, refused };
   [[nodiscard]] Issue issue_next(IoRequest& req) noexcept;  // one command of req
   [[nodiscard]] bool issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noexcept;
-  void finish_command(std::uint16_t cid, int err, Status st) noexcept;
+  void finish_command(std::uint16_t slot, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
   [[nodiscard]] int validate(const IoRequest& req) const noexcept;
 
@@ -105,6 +153,7 @@ class IoQueue final : public engine::QueuePair {
   std::uint64_t cq_doorbell_;
   dma::DmaBuffer memory_;  // [SQ | CQ | one PRP list page per command slot], page aligned
   std::uint64_t cq_offset_;
+  std::uint32_t retries_;  // ControllerOptions::retries
   Sqe* sq_;
   volatile Cqe* cq_;
   std::uint64_t* prp_lists_;
@@ -112,7 +161,8 @@ class IoQueue final : public engine::QueuePair {
 
   // Worker-only state.
   std::vector<Slot> slots_;       // index = command id
-  std::vector<std::uint16_t> free_;  // free command ids (a stack)
+  std::vector<std::uint16_t> free_;  // free slots (a stack)
+  std::vector<IoRequest*> retry_;    // requests to send again (a stack; reserved: never allocates)
   std::uint32_t sq_tail_ = 0;  // 32 bits: a queue may have 65536 entries
   std::uint32_t cq_head_ = 0;
   std::uint16_t phase_ = 1;
@@ -122,7 +172,9 @@ class IoQueue final : public engine::QueuePair {
   std::atomic<bool> closing_{false};  // the destructor began: submit refuses
 
   bool registered_ = false;  // the controller lists it (set by create_io_queue)
+  std::uint64_t device_generation_ = 0;  // written under the controller's fail_mu_
   std::atomic<bool> timed_out_{false};
+  std::atomic<std::uint32_t> late_cid_{0};  // published by timed_out_'s release store
   std::atomic<bool> check_pending_{false};  // a check_ages task is posted and not yet run
   std::uint32_t check_max_age_ = 0;         // its argument, written before it is posted
   IoQueueStats stats_;

@@ -17,9 +17,13 @@ namespace vfe::nvme {
 ///
 /// A request may be larger than the controller's maximum transfer (MDTS): the queue splits it
 /// into as many commands as needed and completes the request once, when the last of them is
-/// done. `on_complete(req, status)` gets 0, or a negative errno: the errno of the first failing
-/// command (see `to_errno(Status)`; `status` then holds the controller's status code), -ENODEV /
-/// -ETIMEDOUT / -EIO when the controller failed, was reset or timed out (`status` stays ok), or
+/// done. A command that fails with a status the controller does not mark Do Not Retry, or that was
+/// in flight when the controller was reset, makes the whole request go again (its other commands
+/// too; reads and writes of the same blocks with the same data are safe to repeat), up to
+/// `ControllerOptions::retries` times. `on_complete(req, status)` then gets 0, or a negative
+/// errno: the errno of the failing command (see `to_errno(Status)`; `status` then holds the
+/// controller's status code), -ENODEV / -ETIMEDOUT / -EIO when the controller failed for good, or
+/// a reset found the request out of retries (`status` stays ok), or
 /// -ECANCELED when the queue was destroyed first (then `on_complete` runs on the destroying
 /// thread, the only one left touching the queue). When the controller fails (a fault, a timeout,
 /// a hot-unplug), `on_complete` runs while the controller's failure path waits for it: it must not
@@ -45,6 +49,8 @@ struct IoRequest : engine::Request {
     bool issued_all = false;       ///< nothing left to put in a command
     int error = 0;                 ///< first error (negative errno), 0 so far
     std::uint8_t block_shift = 0;  ///< log2 of the namespace's block size, found once at submit
+    std::uint8_t attempts = 0;     ///< times the request went again (see above)
+    bool retry = false;            ///< a command failed in a way worth another attempt
   } progress{};
 };
 

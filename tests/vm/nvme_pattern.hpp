@@ -20,6 +20,11 @@ struct PatternRegion {
 inline constexpr std::uint64_t kMiB = 1ULL << 20;
 inline constexpr std::uint64_t kDiskBytes = 64 * kMiB;  // tests/vm/run.sh makes 64 MiB images
 inline constexpr std::uint64_t kScratchBegin = 40 * kMiB, kScratchEnd = 56 * kMiB;
+// Controller 0's second namespace (tests/vm/run.sh): 1 MiB behind QEMU's blkdebug driver, which
+// fails every read of block kFaultyLba with EIO (QEMU's controller: Unrecovered Read Error).
+inline constexpr std::uint32_t kFaultyNsid = 2;
+inline constexpr std::uint64_t kFaultyNsBytes = 1 * kMiB;
+inline constexpr std::uint64_t kFaultyLba = 1000;
 
 inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {0, 4096, 0, 1},                        // one page

@@ -5,7 +5,8 @@
 #                        [--with PROGRAM]... BINARY [BINARY...]
 #
 # Boots a q35 guest under TCG with two NUMA nodes, an emulated Intel IOMMU (not in noiommu mode),
-# two NVMe controllers (the second behind a pxb-pcie expander on node 1), one edu and two e1000e
+# two NVMe controllers (the second behind a pxb-pcie expander on node 1; the first has a second,
+# 1 MiB namespace whose block 1000 fails every read, through QEMU's blkdebug), one edu and two e1000e
 # on one hub; binds them to vfio-pci inside the guest; runs each binary there with VFE_VM_MODE and
 # VFE_VM_DEVICES ("nvme=0000:00:02.0 edu=...") and VFE_VM_DISK_BYTES (each NVMe image's size); and
 # prints the serial log and "N passed, N failed". --with stages a program (and its libraries) in the
@@ -112,6 +113,17 @@ if [[ -n $disk_dir ]]; then mkdir -p "$disk_dir"; else disk_dir=$work; fi
 for i in 0 1; do
   [[ -f $disk_dir/nvme$i.img ]] || truncate -s "$disk_bytes" "$disk_dir/nvme$i.img"
 done
+# Controller 0's namespace 2 (tests/vm/nvme_pattern.hpp kFaulty*): a media error on one block.
+# QEMU's blkdebug driver fails every read that touches sector 1000 with EIO; writes succeed.
+truncate -s 1M "$disk_dir/nvme0-faulty.img"
+cat >"$work/blkdebug.conf" <<'BLKDEBUG'
+[inject-error]
+event = "read_aio"
+iotype = "read"
+errno = "5"
+sector = "1000"
+once = "off"
+BLKDEBUG
 append="console=ttyS0 panic=-1 loglevel=4 rdinit=/init"
 # Without an IOMMU a device sees physical addresses, and edu drives only 28 address bits: the
 # no-IOMMU guest gets 256 MiB in all, so every page it has lies below 256 MiB.
@@ -124,7 +136,9 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -device pxb-pcie,id=pxb1,bus_nr=0x80,numa_node=1,bus=pcie.0
   -device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1
   -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw"
-  -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0
+  -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0,id=nvme0
+  -drive "if=none,id=nvm0f,driver=raw,file.driver=blkdebug,file.config=$work/blkdebug.conf,file.image.driver=file,file.image.filename=$disk_dir/nvme0-faulty.img"
+  -device nvme-ns,drive=nvm0f,bus=nvme0,nsid=2
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
   -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
   -device edu,bus=pcie.0

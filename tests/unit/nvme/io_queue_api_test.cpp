@@ -1,0 +1,31 @@
+// What IoQueue lets an application do, checked at compile time: requests go in through `submit`
+// only, never through the engine's unvalidated `try_submit` / `submit_bulk`.
+#include <gtest/gtest.h>
+
+#include <type_traits>
+
+#include "drivers/nvme/io_queue.hpp"
+
+namespace vfe::nvme {
+namespace {
+
+template <class Q>
+concept HasTrySubmit = requires(Q& q, engine::Request* r) { q.try_submit(r); };
+template <class Q>
+concept HasSubmitBulk = requires(Q& q, std::span<engine::Request* const> r) { q.submit_bulk(r); };
+template <class Q>
+concept HasSubmit = requires(Q& q, IoRequest& r) { q.submit(r); };
+
+TEST(IoQueueApi, OnlyValidatedSubmissionIsOffered) {
+  static_assert(HasSubmit<IoQueue>);
+  static_assert(!HasTrySubmit<IoQueue>, "try_submit would skip submit's validation");
+  static_assert(!HasSubmitBulk<IoQueue>, "submit_bulk would skip submit's validation");
+  static_assert(!std::is_convertible_v<IoQueue*, engine::QueuePair*>,
+                "through a QueuePair pointer, try_submit would be reachable again");
+  // The checks above are compile-time; that the concepts can see a public member at all:
+  EXPECT_TRUE(HasTrySubmit<engine::QueuePair>);
+  EXPECT_TRUE(HasSubmit<IoQueue>);
+}
+
+}  // namespace
+}  // namespace vfe::nvme
