@@ -125,6 +125,13 @@ Worker::~Worker() {
     wake();
     thread_.join();
   }
+  // A queue pair still attached would call into this worker once it is freed (its detach, or a
+  // submitter's notify): refuse.
+  if (attached_at_exit_ != 0) {
+    log_error("{}: worker destroyed with {} queue pair(s) still attached; destroy or detach them first", options_.name,
+              attached_at_exit_);
+    std::abort();
+  }
 }
 
 void Worker::wake() noexcept {
@@ -303,6 +310,7 @@ void Worker::run(std::promise<Result<void>>* started) noexcept {
   started->set_value(ok());  // `started` belongs to start(), which returns now
   loop(impl);
   shutdown(impl);
+  attached_at_exit_ = impl.pollables.size();  // read by the destructor after the join
   impl_ = nullptr;
 }
 

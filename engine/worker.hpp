@@ -88,6 +88,8 @@ class Worker {
   /// Starts the thread, pins it, creates its ring on it, and returns once it runs.
   [[nodiscard]] static Result<std::unique_ptr<Worker>> start(WorkerOptions options);
   /// Stops the loop (work already posted runs first), disarms everything, joins the thread.
+  /// Queue pairs must be detached (destroyed) first: with one still attached, it logs why and
+  /// aborts, rather than leave the queue pair pointing at a freed worker.
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -160,6 +162,7 @@ class Worker {
   std::atomic<bool> stopping_{false};
   std::atomic<unsigned> ring_flags_{0};
   Impl* impl_ = nullptr;  // owned by the worker thread's stack; touched only on that thread
+  std::size_t attached_at_exit_ = 0;  // pollables still added when the thread ended (join publishes it)
   WorkerStats stats_;
   std::thread thread_;
 };

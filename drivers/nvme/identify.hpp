@@ -30,6 +30,9 @@ struct ControllerIdentity {
   std::uint16_t oncs = 0;                 ///< ONCS, bytes 521:520: optional NVM commands
   std::uint8_t vwc = 0;                   ///< VWC, byte 525: volatile write cache present (bit 0)
 
+  /// VWC bit 0: the controller has a volatile write cache, so an acknowledged write is on the
+  /// medium only after a Flush, a write with FUA, or a normal shutdown.
+  [[nodiscard]] bool has_volatile_write_cache() const noexcept { return (vwc & 1U) != 0; }
   /// ONCS bit 3: the Write Zeroes command is supported.
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return (oncs & (1U << 3)) != 0; }
   /// The largest transfer in bytes for a minimum page size of 2^`min_page_shift`; 0: no limit.

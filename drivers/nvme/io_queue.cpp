@@ -6,21 +6,18 @@
 #include "base/log.hpp"
 #include "base/units.hpp"
 #include "drivers/nvme/controller.hpp"
+#include "drivers/nvme/io_queue_internal.hpp"
 #include "mmio/barrier.hpp"
 
 namespace vfe::nvme {
 namespace {
 
-constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
-// A command ID: generation in bits 15:12, slot in 11:0 (kMaxIoQueueEntries - 1 slots at most).
-constexpr unsigned kCidSlotBits = 12;
-constexpr std::uint16_t kCidSlotMask = (1U << kCidSlotBits) - 1;
-static_assert(kMaxIoQueueEntries - 1 <= kCidSlotMask + 1U);
+using detail::bump;
+using detail::kCidSlotBits;
+using detail::kCidSlotMask;
 
-// Counters have one writer (the worker): a plain load and store, no locked instruction.
-void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
+constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
+constexpr std::uint32_t kFua = 1U << 30;                // Command Dword 12: Force Unit Access
 
 std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
   return static_cast<std::uint32_t>(__builtin_ctz(ns.block_size));
@@ -106,7 +103,7 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
   }
   switch (req.opcode) {
     case IoOpcode::flush:
-      return req.blocks == 0 && req.data.empty() ? 0 : -EINVAL;
+      return req.blocks == 0 && req.data.empty() && !req.fua ? 0 : -EINVAL;
     case IoOpcode::write_zeroes:
       if (!ctrl_->identity().supports_write_zeroes()) {
         return -EOPNOTSUPP;
@@ -179,7 +176,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
     const std::uint64_t slba = req.lba + req.progress.next_block;
     cmd.cdw10 = static_cast<std::uint32_t>(slba);
     cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
-    cmd.cdw12 = static_cast<std::uint32_t>(n - 1);  // NLB, 0's based
+    cmd.cdw12 = static_cast<std::uint32_t>(n - 1) | (req.fua ? kFua : 0U);  // NLB, 0's based
   }
   free_.pop_back();
   Slot& s = slots_[slot];
@@ -354,140 +351,6 @@ void IoQueue::complete(IoRequest& req) noexcept {
     bump(stats_.errors);
   }
   req.on_complete(&req, req.progress.error);
-}
-
-void IoQueue::fail_in_flight(int err) noexcept {
-  dead_ = true;
-  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
-    if (slots_[slot].req != nullptr) {
-      finish_command(static_cast<std::uint16_t>(slot), err, Status{});
-    }
-  }
-  // A request partly issued from retry_ had its commands finished above and completes here.
-  while (!retry_.empty()) {
-    IoRequest& req = *retry_.back();
-    retry_.pop_back();
-    if (req.progress.error == 0) {
-      req.progress.error = err;
-    }
-    complete(req);
-  }
-}
-
-void IoQueue::requeue_in_flight(int err) noexcept {
-  static_cast<void>(reap());  // what the controller completed before it stopped counts
-  for (Slot& s : slots_) {
-    if (s.req == nullptr) {
-      continue;
-    }
-    IoRequest& req = *s.req;
-    s.req = nullptr;
-    if (req.progress.in_flight == 0) {
-      continue;  // met already in an earlier slot
-    }
-    req.progress.in_flight = 0;
-    if (req.progress.error == 0) {
-      if (req.progress.attempts >= retries_) {
-        req.progress.error = err;
-      } else {
-        req.progress.retry = true;
-      }
-    }
-    if (req.progress.issued_all) {
-      finish_request(req);
-    } else if (req.progress.error == 0) {
-      // Partly issued: it waits in the submission batch or in retry_, which issue the rest; from
-      // its first block again. (With an error, that same place completes it.)
-      put_aside(req);
-    }
-  }
-  empty_rings();
-  timed_out_.store(false, std::memory_order_release);
-}
-
-// Every slot free, both rings at their start and the CQ's phase tags 0, as a new queue's.
-void IoQueue::empty_rings() noexcept {
-  free_.clear();
-  for (std::size_t slot = slots_.size(); slot-- > 0;) {
-    free_.push_back(static_cast<std::uint16_t>(slot));
-  }
-  std::memset(const_cast<Cqe*>(cq_), 0, std::uint64_t{entries_} * sizeof(Cqe));
-  sq_tail_ = 0;
-  cq_head_ = 0;
-  phase_ = 1;
-}
-
-void IoQueue::restart() noexcept {
-  ring_sq(issue_retries(ctrl_->failure_errno()));
-}
-
-void IoQueue::post_age_check(std::uint32_t max_age) noexcept {
-  if (worker() == nullptr || check_pending_.exchange(true, std::memory_order_acq_rel)) {
-    return;
-  }
-  check_max_age_ = max_age;
-  // The task ring's release/acquire hands check_max_age_ to the worker.
-  if (!worker()->try_post([](void* self) { static_cast<IoQueue*>(self)->check_ages(); }, this)) {
-    check_pending_.store(false, std::memory_order_release);
-  }
-}
-
-void IoQueue::check_ages() noexcept {
-  // Look before counting anything late: a completion whose interrupt was lost is in the CQ.
-  if (const std::size_t found = reap_completions(); found != 0) {
-    bump(stats_.watchdog_reaps, found);
-  }
-  // Read here, after every stamp this thread wrote: no stamp is newer than `now`.
-  const std::uint32_t now = ctrl_->epoch();
-  bool late = false;
-  for (std::size_t slot = 0; slot < slots_.size() && !late; ++slot) {
-    const Slot& s = slots_[slot];
-    if (s.req != nullptr && now - s.epoch > check_max_age_) {
-      late_cid_.store(static_cast<std::uint32_t>((s.generation << kCidSlotBits) | slot), std::memory_order_relaxed);
-      late = true;
-    }
-  }
-  timed_out_.store(late, std::memory_order_release);
-  check_pending_.store(false, std::memory_order_release);
-}
-
-// §5.3 Create I/O Completion Queue, then §5.4 Create I/O Submission Queue bound to it.
-Result<void> IoQueue::create_on_device(std::uint64_t generation) {
-  const bool interrupts = completion_mode() != engine::CompletionMode::polling;
-  const std::uint32_t size_and_id = ((entries_ - 1) << 16) | qid_;
-  Sqe cq{};
-  cq.opcode = admin::kCreateCq;
-  cq.prp1 = dma::to_u64(memory_.iova_at(cq_offset_));
-  cq.cdw10 = size_and_id;
-  // Physically contiguous (PC); with interrupts enabled (IEN) on vector IV = the queue ID.
-  cq.cdw11 = 1U | (interrupts ? (2U | (static_cast<std::uint32_t>(qid_) << 16)) : 0U);
-  VFE_TRY(ctrl_->admin(cq, "create I/O completion queue"));
-  Sqe sq{};
-  sq.opcode = admin::kCreateSq;
-  sq.prp1 = dma::to_u64(memory_.iova());
-  sq.cdw10 = size_and_id;
-  sq.cdw11 = 1U | (static_cast<std::uint32_t>(qid_) << 16);  // PC, CQID
-  if (auto r = ctrl_->admin(sq, "create I/O submission queue"); !r) {
-    Sqe del{};
-    del.opcode = admin::kDeleteCq;
-    del.cdw10 = qid_;
-    static_cast<void>(ctrl_->admin(del, "delete I/O completion queue"));
-    return std::move(r).error();
-  }
-  device_generation_ = generation;
-  return ok();
-}
-
-Result<void> IoQueue::delete_on_device() {
-  Sqe sq{};
-  sq.opcode = admin::kDeleteSq;
-  sq.cdw10 = qid_;
-  VFE_TRY(ctrl_->admin(sq, "delete I/O submission queue"));
-  Sqe cq{};
-  cq.opcode = admin::kDeleteCq;
-  cq.cdw10 = qid_;
-  VFE_TRY(ctrl_->admin(cq, "delete I/O completion queue"));
-  return ok();
 }
 
 }  // namespace vfe::nvme

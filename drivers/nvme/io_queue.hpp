@@ -45,7 +45,7 @@ struct IoQueueStats {
   std::atomic<std::uint64_t> cq_doorbells{0};   ///< completion doorbell writes (one per reap)
   std::atomic<std::uint64_t> errors{0};         ///< requests completed with an error
   std::atomic<std::uint64_t> retries{0};        ///< requests sent again (a retryable error, a reset)
-  std::atomic<std::uint64_t> watchdog_reaps{0};  ///< completions the timeout check found (a lost interrupt)
+  std::atomic<std::uint64_t> watchdog_reaps{0};  ///< completions found for a late command (a lost interrupt)
 };
 
 /// A queue pair on the controller, bound to one worker. Any thread submits with `submit`; the
@@ -126,6 +126,7 @@ class IoQueue final : private engine::QueuePair {
   };
   IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory);
   void check_ages() noexcept;
+  [[nodiscard]] bool find_late() noexcept;
   [[nodiscard]] bool paused() const noexcept;
   [[nodiscard]] std::size_t reap() noexcept;
   [[nodiscard]] std::uint64_t issue_retries(int failed) noexcept;

@@ -39,6 +39,11 @@ struct IoRequest : engine::Request {
   /// completion.
   std::span<const DataSegment> data;
 
+  /// Force Unit Access (NVM Command Set §3.2.4, 3.2.6, 3.2.7: Command Dword 12 bit 30): a write
+  /// (or write zeroes) completes only once its data is on the medium, past any volatile write
+  /// cache; a read comes from the medium. Not for flush.
+  bool fua = false;
+
   /// Output: the controller's status of the first command that failed (ok otherwise).
   Status status{};
 

@@ -191,11 +191,16 @@ TEST(VfioBenchVm, FioOnTheKernelDriverForComparison) {
   struct Rebind {  // back to vfio-pci however the test ends
     ~Rebind() { EXPECT_EQ(run({"devbind.sh", "bind", first("nvme")}), 0); }
   } rebind;
+  // The kernel numbers its disks in the order its (parallel, on newer kernels) namespace scan
+  // finds them, not by NSID: find namespace 1 of the one controller it drives by its nsid file.
   std::string disk;
   for (int i = 0; i < 200 && disk.empty(); ++i) {
-    for (const auto& e : std::filesystem::directory_iterator("/sys/bus/pci/devices/" + first("nvme"))) {
-      if (e.path().filename().string().rfind("nvme", 0) == 0 && std::filesystem::exists("/dev/nvme0n1")) {
-        disk = "/dev/nvme0n1";
+    for (const auto& e : std::filesystem::directory_iterator("/sys/block")) {
+      const std::string name = e.path().filename().string();
+      std::ifstream nsid(e.path() / "nsid");
+      std::string id;
+      if (name.rfind("nvme", 0) == 0 && (nsid >> id) && id == "1" && std::filesystem::exists("/dev/" + name)) {
+        disk = "/dev/" + name;
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

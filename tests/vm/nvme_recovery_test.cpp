@@ -13,8 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "mmio/config_space.hpp"
-#include "mmio/pci_caps.hpp"
 #include "tests/vm/nvme_support.hpp"
 #include "tests/vm/vm_support.hpp"
 
@@ -38,20 +36,6 @@ nvme::ControllerOptions recovering(std::uint32_t max_resets = 3) {
   opts.io_timeout = milliseconds(2000);
   opts.max_resets = max_resets;
   return opts;
-}
-
-enum class Fault { flr, bus_master_off };
-
-void inject(nvme::Controller& c, Fault f) {
-  if (f == Fault::flr) {
-    ASSERT_TRUE(c.device().reset());
-    return;
-  }
-  // QEMU's controller cannot fetch commands or write completions without bus mastering and
-  // reports a fatal status: only a reset that turns it on again recovers.
-  VFE_ASSERT_OK_AND_ASSIGN(auto config, mmio::ConfigSpace::open(c.device()));
-  VFE_ASSERT_OK_AND_ASSIGN(const std::uint16_t command, config.read16(mmio::pci::kCommand));
-  ASSERT_TRUE(config.write16(mmio::pci::kCommand, command & ~mmio::pci::kCommandBusMaster));
 }
 
 // Two workers, a queue on each, and DMA buffers that hold every request's data.
@@ -135,7 +119,7 @@ TEST_P(NvmeRecovery, AFaultMidIoIsRecoveredByAResetAndNothingIsLostOrCompletedTw
   for (std::size_t k = 0; k < kReqs; ++k) {
     fill_pattern(r.data(k), 0, kScratchBegin + k * kLen, kLen);
   }
-  ASSERT_NO_FATAL_FAILURE(run_pass(r, IoOpcode::write, [&] { inject(*r.ctrl, fault); }, 100));
+  ASSERT_NO_FATAL_FAILURE(run_pass(r, IoOpcode::write, [&] { inject_fault(*r.ctrl, fault); }, 100));
   EXPECT_GE(r.ctrl->stats().resets.load(), 1U) << "the fault came after every write had finished; nothing was tested";
   EXPECT_EQ(r.ctrl->state(), nvme::ControllerState::running) << r.ctrl->failure();
   std::uint64_t retries = 0;
@@ -143,7 +127,7 @@ TEST_P(NvmeRecovery, AFaultMidIoIsRecoveredByAResetAndNothingIsLostOrCompletedTw
     retries += q->stats().retries.load();
   }
   std::printf("recovery: %s, %s completion: %llu reset(s), %llu request(s) sent again\n",
-              fault == Fault::flr ? "FLR" : "bus mastering off", engine::to_string(mode),
+              to_string(fault), engine::to_string(mode),
               static_cast<unsigned long long>(r.ctrl->stats().resets.load()),
               static_cast<unsigned long long>(retries));
   for (const auto& b : r.bufs) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +21,8 @@
 #include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue.hpp"
 #include "engine/worker.hpp"
+#include "mmio/config_space.hpp"
+#include "mmio/pci_caps.hpp"
 #include "tests/unit/support/assert_ok.hpp"
 #include "tests/vm/nvme_pattern.hpp"
 #include "tests/vm/vm_env.hpp"
@@ -111,5 +115,64 @@ inline std::uint64_t first_mismatch(const void* p, unsigned index, std::uint64_t
   }
   return ~0ULL;
 }
+
+/// Faults the NVMe driver recovers from by a controller reset.
+enum class Fault {
+  flr,             ///< a function level reset from another thread: CSTS.RDY drops
+  bus_master_off,  ///< Bus Master Enable cleared: QEMU's controller cannot DMA and sets CSTS.CFS
+};
+
+inline const char* to_string(Fault f) { return f == Fault::flr ? "FLR" : "bus mastering off"; }
+
+/// Injects `f` into controller `c` (any thread). Fails fatally when it cannot.
+inline void inject_fault(nvme::Controller& c, Fault f) {
+  if (f == Fault::flr) {
+    ASSERT_TRUE(c.device().reset());
+    return;
+  }
+  VFE_ASSERT_OK_AND_ASSIGN(auto config, mmio::ConfigSpace::open(c.device()));
+  VFE_ASSERT_OK_AND_ASSIGN(const std::uint16_t command, config.read16(mmio::pci::kCommand));
+  ASSERT_TRUE(config.write16(mmio::pci::kCommand, command & ~mmio::pci::kCommandBusMaster));
+}
+
+/// A thread that injects a fault every `period` into the given controllers in turn, alternating
+/// FLR and bus mastering off, until `stop()`. `injected(i)` counts those controller i got.
+class FaultInjector {
+ public:
+  FaultInjector(std::vector<nvme::Controller*> ctrls, std::chrono::milliseconds period)
+      : ctrls_(std::move(ctrls)), injected_(ctrls_.size()), thread_([this, period] { run(period); }) {}
+  ~FaultInjector() { stop(); }
+  FaultInjector(const FaultInjector&) = delete;
+  FaultInjector& operator=(const FaultInjector&) = delete;
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  [[nodiscard]] std::uint64_t injected(std::size_t i) const { return injected_[i].load(); }
+
+ private:
+  void run(std::chrono::milliseconds period) {
+    std::unique_lock lock(mu_);
+    for (std::uint64_t n = 0; !cv_.wait_for(lock, period, [this] { return stop_; }); ++n) {
+      const std::size_t i = n % ctrls_.size();
+      inject_fault(*ctrls_[i], (n / ctrls_.size()) % 2 == 0 ? Fault::flr : Fault::bus_master_off);
+      injected_[i].fetch_add(1);
+    }
+  }
+
+  std::vector<nvme::Controller*> ctrls_;
+  std::vector<std::atomic<std::uint64_t>> injected_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;  // last: it uses the members above
+};
 
 }  // namespace vfe::vmtest

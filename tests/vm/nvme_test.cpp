@@ -102,6 +102,33 @@ TEST(NvmeVm, DataIntegrityAcrossTheNamespace) {
   }
 }
 
+// QEMU's controller has a volatile write cache (VWC bit 0), so FUA and flush matter: a write
+// with FUA and a read with FUA round-trip the data; a flush with FUA is refused at submit.
+TEST(NvmeVm, ForceUnitAccessAndTheVolatileWriteCache) {
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
+  EXPECT_TRUE(c->identity().has_volatile_write_cache());
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
+  VFE_ASSERT_OK_AND_ASSIGN(const dma::DmaBuffer buf, dma::DmaBuffer::allocate(c->dma_space(), 8192));
+  auto q = c->create_io_queue(*w, {});
+  ASSERT_TRUE(q) << q.error().message();
+  const std::uint64_t at = kScratchBegin + 64 * 1024;
+  fill_pattern(buf.data(), 3, at, 8192);
+  const nvme::DataSegment whole{buf.iova(), 8192};
+  WaitableRequest wr(w.get(), IoOpcode::write, at / kBlock, 16, {&whole, 1});
+  wr.fua = true;
+  ASSERT_EQ(run_io(**q, wr), 0) << nvme::to_string(wr.status);
+  std::memset(buf.data(), 0, 8192);
+  WaitableRequest rd(w.get(), IoOpcode::read, at / kBlock, 16, {&whole, 1});
+  rd.fua = true;
+  ASSERT_EQ(run_io(**q, rd), 0) << nvme::to_string(rd.status);
+  EXPECT_EQ(first_mismatch(buf.data(), 3, at, 8192), ~0ULL);
+  WaitableRequest flush(w.get(), IoOpcode::flush, 0, 0);
+  flush.fua = true;
+  EXPECT_EQ((*q)->submit(flush), -EINVAL) << "FUA means nothing to a flush";
+  flush.fua = false;
+  EXPECT_EQ(run_io(**q, flush), 0);
+}
+
 TEST(NvmeVm, WriteZeroesAndRequestsThatCannotBeDescribed) {
   VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
   VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));

@@ -4,7 +4,9 @@
 // back verified data inside the scratch band, while the two e1000e exchange sequenced frames on
 // the first node's worker. Then every slot is read back once more. Every request must complete
 // exactly once without error, none may be lost, and the loopback must be clean with the devices'
-// counters agreeing.
+// counters agreeing. Every kFaultEvery a fault hits one of the controllers, from another thread
+// (an FLR, or bus mastering switched off), which the driver must recover from by a reset without
+// failing or losing a request.
 //
 // Each controller has 128 slots, one request each: slot k owns 128 KiB of the band and 72 KiB of
 // DMA memory. A slot alternates writing generation g (a pattern of controller, disk offset and g,
@@ -48,6 +50,7 @@ constexpr std::uint64_t kPoison = 0x5046f1a5c0ffee77ULL;
 constexpr auto kProgressEvery = std::chrono::seconds(10);
 constexpr auto kLostAfter = std::chrono::seconds(60);  // beyond the controller's 30 s I/O timeout
 constexpr int kMaxReports = 10;                        // failures shown per controller
+constexpr auto kFaultEvery = std::chrono::milliseconds(5000);
 static_assert(kMaxLead + kMaxData <= kSlotBuffer);
 static_assert(127 * kBlock + kMaxData <= kSlotDisk, "the farthest extent stays in its slot");
 static_assert(kScratchEnd < (1ULL << kGenShift));
@@ -142,7 +145,9 @@ void fail(Disk& d, const std::string& what) {
 
 void set_up_disk(engine::Engine& eng, Disk& d, unsigned index) {
   d.index = index;
-  VFE_ASSERT_OK_AND_ASSIGN(d.ctrl, open_nvme(index));
+  nvme::ControllerOptions opts;
+  opts.max_resets = 1000;  // the faults are on purpose: never give up
+  VFE_ASSERT_OK_AND_ASSIGN(d.ctrl, open_nvme(index, opts));
   auto w = eng.worker_for_device(devices_of("nvme").at(index));
   ASSERT_TRUE(w) << w.error().message();
   d.worker = *w;
@@ -434,7 +439,9 @@ TEST(Soak, BothNvmeAtDepth128AndTheNicsVerifiedAtTheEnd) {
       start_write(d, k);
     }
   }
+  FaultInjector faults({soak.disks[0].ctrl.get(), soak.disks[1].ctrl.get()}, kFaultEvery);
   const bool all_came_back = drive(soak, soak.start + std::chrono::seconds(*seconds));
+  faults.stop();
   auto rep = loopback.finish(std::chrono::milliseconds(5000));
   soak.loopback = nullptr;
   ASSERT_TRUE(all_came_back) << "a request was lost";
@@ -453,6 +460,11 @@ TEST(Soak, BothNvmeAtDepth128AndTheNicsVerifiedAtTheEnd) {
   print_summary(soak, *rep);
   for (const Disk& d : soak.disks) {
     expect_every_request_once(d);
+    std::fprintf(stderr, "soak: nvme%u: %llu fault(s) injected, %llu reset(s), %llu request(s) sent again\n", d.index,
+                 static_cast<unsigned long long>(faults.injected(d.index)),
+                 static_cast<unsigned long long>(d.ctrl->stats().resets.load()),
+                 static_cast<unsigned long long>(d.queue->stats().retries.load()));
+    EXPECT_GE(d.ctrl->stats().resets.load(), faults.injected(d.index)) << "each fault costs a reset";
   }
   expect_clean_loopback(*rep);
   const auto db = b->device_counters();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -171,6 +172,21 @@ TEST(QueuePair, InterruptModeNeedsAnEventfdAndAttachesOnce) {
   EXPECT_FALSE(queue.attach(**worker, CompletionMode::polling));
   ASSERT_TRUE(queue.detach());
   EXPECT_FALSE(queue.detach());
+}
+
+// A queue pair that outlives its worker would call into freed memory: the worker refuses to go.
+TEST(QueuePairDeathTest, DestroyingAWorkerWithAQueueAttachedDiesSayingWhy) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto worker = Worker::start({});
+        auto* queue = new SoftQueue();  // never freed: it must outlive the worker
+        if (!worker || !queue->attach(**worker, CompletionMode::polling)) {
+          std::_Exit(0);  // not the death expected: the test fails
+        }
+        worker->reset();
+      },
+      "worker destroyed with 1 queue pair\\(s\\) still attached");
 }
 
 TEST(CompletionMode, ParsesTheCommandLineWordsAndPicksAMatchingWorker) {
