@@ -23,6 +23,20 @@ constexpr std::uint32_t kPageShift = 12;         // the driver's memory page: 4 
 constexpr std::uint32_t kNvmeClassCode = 0x010802;  // mass storage / NVM / NVM Express (PCI code)
 constexpr std::uint64_t kAdminSqOffset = 0, kAdminCqOffset = 4096, kIdentifyOffset = 8192;
 
+// Options that would divide by zero or never stop retrying are refused before anything opens.
+Result<void> check_options(const ControllerOptions& o) {
+  if (o.watchdog_period.count() <= 0 || o.io_timeout.count() <= 0) {
+    return Error::invalid("open NVMe controller",
+                          fmt::format("watchdog_period ({} ms) and io_timeout ({} ms) must be positive",
+                                      o.watchdog_period.count(), o.io_timeout.count()));
+  }
+  if (o.retries > kMaxRetries) {
+    return Error::invalid("open NVMe controller",
+                          fmt::format("retries = {}: at most {}", o.retries, kMaxRetries));
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Controller>> Controller::create(std::string_view bdf, const ControllerOptions& options) {
@@ -33,6 +47,7 @@ Result<std::unique_ptr<Controller>> Controller::create(std::string_view bdf, con
 }
 
 Result<void> Controller::open(std::string_view bdf, const ControllerOptions& options) {
+  VFE_TRY(check_options(options));
   options_ = options;
   reset_budget_ = ResetBudget(options.max_resets, options.reset_window);
   VFE_TRY_ASSIGN(auto dev, vfio::Device::open(bdf, {.mode = options.mode, .sys = nullptr}));

@@ -29,6 +29,9 @@
 
 namespace vfe::nvme {
 
+/// The most `ControllerOptions::retries` allows (a request counts its attempts in 8 bits).
+inline constexpr std::uint32_t kMaxRetries = 255;
+
 struct ControllerOptions {
   /// IOMMU mode for opening the device (empty: VFE_IOMMU_MODE, else the best available).
   std::optional<vfio::IommuMode> mode;
@@ -41,7 +44,8 @@ struct ControllerOptions {
   /// How often the watchdog checks CSTS and the commands' ages.
   std::chrono::milliseconds watchdog_period{100};
   /// How many times a request goes again after a failure the controller does not mark Do Not
-  /// Retry, or after a reset caught it in flight (Linux's nvme_max_retries is 5 too).
+  /// Retry, or after a reset caught it in flight (Linux's nvme_max_retries is 5 too); at most
+  /// kMaxRetries.
   std::uint32_t retries = 5;
   /// More resets than this within `reset_window` fail the controller for good.
   std::uint32_t max_resets = 3;
@@ -88,7 +92,11 @@ struct ControllerStats {
 /// and the device is released: BAR0 is detached (registers read all ones, doorbells land in
 /// plain memory) and the device fd is let go, so the kernel's removal completes while the
 /// Controller, its queues and its DMA memory live on until their owners destroy them as usual.
-/// Setup calls are thread-safe with each other; the data path is the `IoQueue`'s.
+/// Setup calls are thread-safe with each other; the data path is the `IoQueue`'s. Setup calls
+/// (creating or destroying a queue, `shutdown`, `fail`, destroying the controller) must not run
+/// on a worker thread that serves any of this controller's queues, nor in a request's
+/// `on_complete`: a reset or failure holds the controller's locks while it waits for those
+/// workers (a deadlock).
 class Controller {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Controller>> create(std::string_view bdf,

@@ -68,23 +68,15 @@ void Controller::fail_queues(int err) noexcept {
 // cleared (as Linux does before it cancels requests). True once one of them is confirmed, or
 // the function is gone; false when the controller may still DMA.
 bool Controller::stop_dma() noexcept {
-  const std::string bdf = device_->bdf().to_string();
   if (bar_->read32(reg::kCsts) != ~0U) {
-    auto r = disable();
+    auto r = stop_for_reset();
     if (r) {
       return true;
     }
-    log_error("nvme {}: {}; resetting the function", bdf, r.error().message());
-    auto reset = device_->reset();
-    if (reset && disable()) {  // after an FLR the controller is disabled: disable() confirms it
-      return true;
-    }
-    if (!reset) {
-      log_error("nvme {}: {}", bdf, reset.error().message());
-    }
+    log_error("nvme {}: {}", device_->bdf().to_string(), r.error().message());
   }
   if (clear_bus_master()) {
-    log_warn("nvme {}: bus mastering is off (read back): the device can no longer DMA", bdf);
+    log_warn("nvme {}: bus mastering is off (read back): the device can no longer DMA", device_->bdf().to_string());
     return true;
   }
   return false;
@@ -123,6 +115,7 @@ void Controller::recover(int err, const std::string& why) {
   // From here the workers neither submit nor reap (IoQueue::paused); the submitters' requests wait.
   state_.store(ControllerState::resetting, std::memory_order_release);
   ++reset_count_;
+  abort_deadline_.reset();  // whatever was aborted goes again from the start
   if (auto r = stop_for_reset(); !r) {
     return fail_locked(err, fmt::format("{}; the reset could not stop the controller: {}", why, r.error().message()));
   }
@@ -136,16 +129,20 @@ void Controller::recover(int err, const std::string& why) {
   log_warn("nvme {}: the controller is back after its reset; I/O goes on", bdf);
 }
 
-// Stopped as stop_dma() does, for a reset that then brings it up again (which turns bus
-// mastering back on).
+// Stopped by a controller reset that is confirmed: CC.EN = 0 and CSTS.RDY = 0 (§3.1.5), or a
+// function level reset and then the same. A reset needs this before it enables the controller
+// again; bus mastering switched off is not enough (the controller would go on once it is back on).
 Result<void> Controller::stop_for_reset() {
   if (bar_->read32(reg::kCsts) == ~0U) {
     return Error::from_errno(ENODEV, "reset the controller", "CSTS reads all ones: the device is gone");
   }
-  if (!stop_dma()) {
-    return Error::from_errno(EIO, "reset the controller", "neither CC.EN = 0, an FLR nor clearing bus mastering took");
+  auto r = disable();
+  if (r) {
+    return ok();
   }
-  return ok();
+  log_error("nvme {}: {}; resetting the function", device_->bdf().to_string(), r.error().message());
+  VFE_TRY(device_->reset());
+  return disable();  // after an FLR the controller is disabled: this confirms it
 }
 
 // Every queue's worker collects what was in flight, with DMA stopped.

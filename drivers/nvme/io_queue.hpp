@@ -91,7 +91,8 @@ class IoQueue final : private engine::QueuePair {
   /// Watchdog: asks the worker to look for commands older than `max_age` ticks (at most one
   /// such request outstanding; skipped when the worker's task ring is full).
   void post_age_check(std::uint32_t max_age) noexcept;
-  /// Worker only (Controller::fail runs it there once the controller is disabled): every
+  /// Worker only (Controller::fail runs it there once the controller is disabled; ~IoQueue on
+  /// the destroying thread once the queue is detached): every
   /// command in flight, and every request waiting to be sent again, completes with `err`
   /// (negative errno) and the completion queue is no longer read.
   void fail_in_flight(int err) noexcept;

@@ -39,10 +39,10 @@ void IoQueue::requeue_in_flight(int err) noexcept {
     }
     IoRequest& req = *s.req;
     s.req = nullptr;
-    if (req.progress.in_flight == 0) {
-      continue;  // met already in an earlier slot
+    // Decided at its last slot only: once finished, the request may be freed or reused.
+    if (--req.progress.in_flight != 0) {
+      continue;
     }
-    req.progress.in_flight = 0;
     if (req.progress.error == 0) {
       if (req.progress.attempts >= retries_) {
         req.progress.error = err;

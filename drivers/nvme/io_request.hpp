@@ -15,19 +15,19 @@ namespace vfe::nvme {
 /// An I/O request. The submitter owns it (and the data it names) from `IoQueue::submit` until
 /// `on_complete` has run on the queue's worker; the driver neither allocates nor frees it.
 ///
-/// A request may be larger than the controller's maximum transfer (MDTS): the queue splits it
-/// into as many commands as needed and completes the request once, when the last of them is
-/// done. A command that fails with a status the controller does not mark Do Not Retry, or that was
-/// in flight when the controller was reset, makes the whole request go again (its other commands
-/// too; reads and writes of the same blocks with the same data are safe to repeat), up to
-/// `ControllerOptions::retries` times. `on_complete(req, status)` then gets 0, or a negative
-/// errno: the errno of the failing command (see `to_errno(Status)`; `status` then holds the
-/// controller's status code), -ENODEV / -ETIMEDOUT / -EIO when the controller failed for good, or
-/// a reset found the request out of retries (`status` stays ok), or
-/// -ECANCELED when the queue was destroyed first (then `on_complete` runs on the destroying
-/// thread, the only one left touching the queue). When the controller fails (a fault, a timeout,
-/// a hot-unplug), `on_complete` runs while the controller's failure path waits for it: it must not
-/// create, destroy or shut down queues or the controller, nor call `Controller::fail` (deadlock).
+/// A request may be larger than the controller's maximum transfer (MDTS): the queue splits it into
+/// as many commands as needed and completes the request once, when the last of them is done. A
+/// command that fails with a status the controller does not mark Do Not Retry, or that was in
+/// flight when the controller was reset, makes the whole request go again (its other commands too;
+/// reads and writes of the same blocks with the same data are safe to repeat), up to
+/// `ControllerOptions::retries` times. `on_complete(req, status)` then gets 0, or a negative errno:
+/// the errno of the failing command (see `to_errno(Status)`; `status` then holds the controller's
+/// status code), -ENODEV / -ETIMEDOUT / -EIO when the controller failed for good, or a reset found
+/// the request out of retries (`status` stays ok), or -ECANCELED when the queue was destroyed first
+/// (then `on_complete` runs on the destroying thread, the only one left touching the queue). When
+/// the controller fails or is reset (a fault, a timeout, a hot-unplug), `on_complete` runs while
+/// the controller's failure or reset path waits for it: it must not create, destroy or shut down
+/// queues or the controller, nor call `Controller::fail` (deadlock).
 struct IoRequest : engine::Request {
   IoOpcode opcode = IoOpcode::read;
   std::uint32_t nsid = 1;

@@ -43,6 +43,7 @@ struct Rig {
   std::unique_ptr<nvme::Controller> ctrl;
   std::vector<std::unique_ptr<engine::Worker>> workers;
   std::vector<dma::DmaBuffer> bufs;
+  std::vector<nvme::DataSegment> segs;                 // request k's data: segs[k]
   std::vector<std::unique_ptr<WaitableRequest>> reqs;  // before the queues: they go first
   std::vector<std::unique_ptr<nvme::IoQueue>> queues;
 
@@ -70,6 +71,9 @@ Result<void> make_rig(Rig& r, engine::CompletionMode mode, const nvme::Controlle
     VFE_TRY_ASSIGN(auto buf, dma::DmaBuffer::allocate(r.ctrl->dma_space(), kChunk));
     r.bufs.push_back(std::move(buf));
   }
+  for (std::size_t k = 0; k < kReqs; ++k) {
+    r.segs.push_back(r.segment(k));
+  }
   for (auto& w : r.workers) {
     VFE_TRY_ASSIGN(auto q, r.ctrl->create_io_queue(*w, {.entries = kDepth + 1, .completion = mode}));
     r.queues.push_back(std::move(q));
@@ -81,12 +85,10 @@ Result<void> make_rig(Rig& r, engine::CompletionMode mode, const nvme::Controlle
 // this thread once request `fault_after` has completed. Every request must succeed, once.
 void run_pass(Rig& r, IoOpcode op, const std::function<void()>& fault, std::size_t fault_after) {
   r.reqs.clear();
-  std::vector<nvme::DataSegment> segs(kReqs);
   for (std::size_t k = 0; k < kReqs; ++k) {
-    segs[k] = r.segment(k);
     auto& w = *r.workers[k % 2];
     r.reqs.push_back(std::make_unique<WaitableRequest>(&w, op, (kScratchBegin + k * kLen) / kBlock, kLen / kBlock,
-                                                       std::span<const nvme::DataSegment>(&segs[k], 1)));
+                                                       std::span<const nvme::DataSegment>(&r.segs[k], 1)));
   }
   for (std::size_t k = 0; k < kReqs; ++k) {
     int rc;
@@ -164,12 +166,11 @@ TEST(NvmeRecoveryLimits, AResetStormGivesUpAfterMaxResetsWithTheReason) {
       std::this_thread::sleep_for(milliseconds(5));
     }
   }
-  const nvme::DataSegment seg = r.segment(0);
-  std::vector<std::unique_ptr<WaitableRequest>> inflight;
-  for (int k = 0; k < 32; ++k) {
+  auto& inflight = r.reqs;  // the rig's: they outlive the queues however the test ends
+  for (std::size_t k = 0; k < 32; ++k) {
     inflight.push_back(std::make_unique<WaitableRequest>(r.workers[0].get(), IoOpcode::read,
                                                          (kScratchBegin + k * kLen) / kBlock, kLen / kBlock,
-                                                         std::span<const nvme::DataSegment>(&seg, 1)));
+                                                         std::span<const nvme::DataSegment>(&r.segs[k], 1)));
     ASSERT_EQ(r.queues[0]->submit(*inflight.back()), 0);
   }
   ASSERT_TRUE(r.ctrl->device().reset());
