@@ -24,7 +24,11 @@ struct Watch {
   std::uint64_t count = 0;  // the read lands here
   bool removed = false;     // unwatched: drop the completion, free when nothing is in flight
   bool in_flight = false;
+  unsigned failed_reads = 0;  // in a row
 };
+
+// Failed reads in a row after which a watch ends (a read error that never clears).
+constexpr unsigned kMaxFailedReads = 8;
 
 // user_data of the wake eventfd's read; watches use their own address.
 constexpr std::uint64_t kWakeTag = 1;
@@ -401,6 +405,7 @@ void Worker::complete(Impl& impl, std::uint64_t data, int res) noexcept {
     if ((data & kPollBit) != 0) {
       impl.arm_read(*w);  // readable now: read the count
     } else if (res == static_cast<int>(sizeof(w->count))) {
+      w->failed_reads = 0;
       stats_.irq_events.fetch_add(w->count, std::memory_order_relaxed);
       w->handler(w->count);
       if (!w->removed) {
@@ -408,9 +413,14 @@ void Worker::complete(Impl& impl, std::uint64_t data, int res) noexcept {
       }
     } else if (res == -EAGAIN) {
       impl.arm_poll(*w);  // an O_NONBLOCK eventfd
+    } else if (res < 0 && res != -EBADF && res != -EINVAL && ++w->failed_reads < kMaxFailedReads) {
+      // One failed read (a signal, an error the fd reported once) says nothing about the next:
+      // the watch goes on, from when the fd is readable again.
+      log_warn("{}: reading fd {} failed ({}); watching it still", options_.name, w->fd, std::strerror(-res));
+      impl.arm_poll(*w);
     } else {
-      log_error("{}: reading eventfd {} failed ({}); no longer watching it", options_.name, w->fd,
-                std::strerror(-res));
+      log_error("{}: reading fd {} failed ({}); no longer watching it", options_.name, w->fd,
+                res < 0 ? std::strerror(-res) : "a short read");
       w->removed = true;
     }
   }

@@ -114,7 +114,8 @@ class Worker {
   [[nodiscard]] Result<void> run_sync(std::function<void()> fn);
 
   /// Watches `eventfd` (which the caller keeps open until `unwatch` returns): each time it
-  /// fires, `handler(count)` runs on the worker. Blocks until armed.
+  /// fires, `handler(count)` runs on the worker. Blocks until armed. A read that fails is logged
+  /// and the watch goes on; only a bad fd, or 8 failed reads in a row, end it (logged).
   [[nodiscard]] Result<void> watch(int eventfd, IrqHandler handler);
   /// Stops watching; when it returns the handler will not run again.
   [[nodiscard]] Result<void> unwatch(int eventfd);

@@ -4,7 +4,11 @@
 #include "engine/worker.hpp"
 
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -156,6 +160,54 @@ INSTANTIATE_TEST_SUITE_P(AllModes, WorkerModes,
                          ::testing::Values(WorkerMode::polling, WorkerMode::interrupt,
                                            WorkerMode::adaptive),
                          [](const auto& test) { return std::string(to_string(test.param)); });
+
+// A read that fails once does not end a watch. The fd here is a UDP socket with an error pending
+// (an ICMP port unreachable for a datagram it sent): its first read fails with ECONNREFUSED, and
+// the next datagram must still reach the handler.
+TEST(Worker, AWatchOutlivesAFailedRead) {
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, Worker::start({}));
+  const auto loopback = [](std::uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+  };
+  const auto port_of = [](int fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof(a);
+    return ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 ? ntohs(a.sin_port) : 0;
+  };
+  // A port nobody listens on: taken, then given back.
+  Fd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in any = loopback(0);
+  ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&any), sizeof(any)), 0);
+  const std::uint16_t dead = port_of(probe.get());
+  probe.reset();
+  const Fd rx(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(rx.get(), reinterpret_cast<sockaddr*>(&any), sizeof(any)), 0);
+  sockaddr_in to = loopback(dead);
+  ASSERT_EQ(::connect(rx.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  ASSERT_EQ(::send(rx.get(), "x", 1, 0), 1);
+  pollfd p{rx.get(), 0, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no ICMP error came back";
+  ASSERT_NE(p.revents & POLLERR, 0);
+  std::atomic<std::uint64_t> seen{0};
+  ASSERT_TRUE(worker->watch(rx.get(), [&](std::uint64_t v) { seen.store(v); }));
+  std::this_thread::sleep_for(50ms);  // the first read fails in the meantime
+  // Now from the port rx is connected to, so that it takes the datagram.
+  const Fd tx(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(tx.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  const std::uint64_t value = 0x1234'5678'9abc'def0ULL;
+  sockaddr_in rx_addr = loopback(port_of(rx.get()));
+  ASSERT_EQ(::sendto(tx.get(), &value, sizeof(value), 0, reinterpret_cast<sockaddr*>(&rx_addr), sizeof(rx_addr)),
+            static_cast<ssize_t>(sizeof(value)));
+  for (int i = 0; i < 500 && seen.load() == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(seen.load(), value) << "the watch ended with the failed read";
+  ASSERT_TRUE(worker->unwatch(rx.get()));
+}
 
 TEST(Worker, UsesTheBestIoUringFlagsTheKernelHas) {
   VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(WorkerMode::interrupt));
