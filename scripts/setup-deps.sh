@@ -29,6 +29,8 @@ packages=(
   libhwloc-plugins
   # the rig's QEMU monitor socket (hot-unplug requests from the guest)
   socat
+  # the rig's stalling namespace: an NBD server whose pause filter holds requests on demand
+  nbdkit
   # the kernel's own I/O path that vfio-bench nvme is compared with in the guest
   fio
 )

@@ -317,9 +317,10 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
     }
     job.extra["mmio_writes_per_io"] = requests != 0 ? static_cast<double>(doorbells) / static_cast<double>(requests) : 0.0;
     job.extra["controller"] = t.ctrl->identity().model + " " + t.ctrl->identity().serial;
-    // Recovery (whole run): commands too old, aborts accepted, controller resets, requests sent again.
+    // Recovery (whole run): commands too old, aborts accepted and refused, resets, requests sent again.
     job.extra["timeouts"] = t.ctrl->stats().timeouts.load();
     job.extra["aborts"] = t.ctrl->stats().aborts.load();
+    job.extra["aborts_refused"] = t.ctrl->stats().aborts_refused.load();
     job.extra["resets"] = t.ctrl->stats().resets.load();
     job.extra["retries"] = retries;
     report.jobs.push_back(std::move(job));

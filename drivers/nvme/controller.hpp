@@ -61,6 +61,7 @@ struct ControllerStats {
   std::atomic<std::uint64_t> resets{0};    ///< recoveries begun (each a disable and re-enable)
   std::atomic<std::uint64_t> timeouts{0};  ///< commands found older than io_timeout
   std::atomic<std::uint64_t> aborts{0};    ///< Abort commands the controller accepted
+  std::atomic<std::uint64_t> aborts_refused{0};  ///< Abort commands it answered "not aborted"
 };
 
 /// Owns the VFIO device of one NVMe controller: BAR0, MSI-X vectors, the DMA space and the
@@ -72,12 +73,13 @@ struct ControllerStats {
 /// A watchdog thread checks CSTS every `watchdog_period` and the age of every command in flight
 /// (after reaping its completion queue, so a lost interrupt costs no reset). A command older than
 /// `io_timeout` is aborted first (§5.1, Abort): when the controller agrees, the command completes
-/// as aborted and its request goes again; when it refuses, does not answer, or the command is
-/// still there after another `io_timeout`, the controller is reset. A fatal status (CFS) or a
-/// reset it did not ask for (RDY dropped, e.g. an FLR) resets it at once. The reset (NVMe 1.4 §7.3.1, as Linux's nvme driver does):
-/// submissions pause (new requests wait in their queue's ring), the controller is disabled (a
-/// function level reset when it does not stop within CAP.TO), Bus Master Enable is restored, the
-/// controller is enabled and identified again (a namespace that changed size or format fails the
+/// as aborted and its request goes again. When the Abort fails or gets no answer, or the command is
+/// still there another `io_timeout` later (aborted or not: a controller may refuse and still
+/// finish the command, so Linux waits too), the controller is reset. A fatal status (CFS) or a
+/// reset it did not ask for (RDY dropped, e.g. an FLR) resets it at once. The reset (NVMe 1.4
+/// §7.3.1, as Linux's nvme driver does): submissions pause (new requests wait in their queue's
+/// ring), the controller is disabled (a function level reset when it does not stop within
+/// CAP.TO), bus mastering is turned on again, the controller is enabled and identified again (a namespace that changed size or format fails the
 /// controller rather than let requests land on the wrong blocks), the number of queues is set and
 /// every I/O queue is created again on the device, in the same `IoQueue` with the same ID, memory
 /// and worker. What was in flight goes again (see `IoRequest`). More than `max_resets` resets
@@ -177,6 +179,10 @@ class Controller {
   void check_health() noexcept;
   void on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept;
   [[nodiscard]] bool abort_command(std::uint16_t qid, std::uint16_t cid) noexcept;
+  // io_timeout in watchdog ticks, rounded up by one: a command this many ticks old is late.
+  [[nodiscard]] std::uint32_t timeout_ticks() const noexcept {
+    return static_cast<std::uint32_t>(options_.io_timeout / options_.watchdog_period) + 1;
+  }
   [[nodiscard]] bool mark_failed(int err, const std::string& why);
   void fail_locked(int err, const std::string& why);
   void fail_queues(int err) noexcept;

@@ -238,7 +238,7 @@ void Controller::check_health() noexcept {
                                     "another user; CSTS {:#x}, CC {:#x})",
                                     csts, bar_->read32(reg::kCc)));
   }
-  const std::uint32_t max_age = static_cast<std::uint32_t>(options_.io_timeout / options_.watchdog_period) + 1;
+  const std::uint32_t max_age = timeout_ticks();
   int late_qid = -1;
   std::uint16_t late_cid = 0;
   {
@@ -258,31 +258,33 @@ void Controller::check_health() noexcept {
   on_late_command(static_cast<std::uint16_t>(late_qid), late_cid);
 }
 
-// As Linux's nvme_timeout: abort the late command first; reset when that does not help.
+// As Linux's nvme_timeout: abort the late command first, and reset when the Abort goes
+// unanswered or the command is still late one io_timeout later, whether or not the controller
+// agreed to abort it (one that refuses may still finish the command).
 void Controller::on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept {
   const std::uint32_t now = epoch();
   if (abort_deadline_) {
     if (static_cast<std::int32_t>(now - *abort_deadline_) < 0) {
-      return;  // the abort is still under way
+      return;  // the abort, or the command, is still under way
     }
     abort_deadline_.reset();
-    return recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, nor after "
-                                          "an abort",
-                                          qid, options_.io_timeout.count()));
+    return recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, nor within "
+                                          "{} ms of an Abort",
+                                          qid, options_.io_timeout.count(), options_.io_timeout.count()));
   }
   stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
   if (abort_command(qid, cid)) {
-    abort_deadline_ = now + static_cast<std::uint32_t>(options_.io_timeout / options_.watchdog_period) + 1;
+    abort_deadline_ = now + timeout_ticks();
     return;
   }
-  recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, and the controller "
-                                 "would not abort it",
+  recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, and the Abort for it "
+                                 "failed",
                                  qid, options_.io_timeout.count()));
 }
 
-// §5.1 Abort (command ID in bits 31:16, SQ ID in 15:0). True when the controller will abort the
-// command (Dword 0 bit 0 clear): it then completes with status Command Abort Requested, which
-// has no DNR, so its request goes again.
+// §5.1 Abort (command ID in bits 31:16, SQ ID in 15:0). True when the controller answered it.
+// Dword 0 bit 0 clear: the command completes with status Command Abort Requested, which has no
+// DNR, so its request goes again; set: the controller did not abort it.
 bool Controller::abort_command(std::uint16_t qid, std::uint16_t cid) noexcept {
   Sqe cmd{};
   cmd.opcode = admin::kAbort;
@@ -293,8 +295,11 @@ bool Controller::abort_command(std::uint16_t qid, std::uint16_t cid) noexcept {
     return false;
   }
   if ((r->dw0 & 1U) != 0) {
-    log_warn("nvme {}: the controller did not abort command {:#x} on queue {}", device_->bdf().to_string(), cid, qid);
-    return false;
+    stats_.aborts_refused.fetch_add(1, std::memory_order_relaxed);
+    log_warn("nvme {}: command {:#x} on queue {} is older than {} ms and the controller did not abort it; "
+             "waiting another {} ms",
+             device_->bdf().to_string(), cid, qid, options_.io_timeout.count(), options_.io_timeout.count());
+    return true;
   }
   stats_.aborts.fetch_add(1, std::memory_order_relaxed);
   log_warn("nvme {}: aborted command {:#x} on queue {}, which was older than {} ms", device_->bdf().to_string(), cid,

@@ -25,6 +25,10 @@ inline constexpr std::uint64_t kScratchBegin = 40 * kMiB, kScratchEnd = 56 * kMi
 inline constexpr std::uint32_t kFaultyNsid = 2;
 inline constexpr std::uint64_t kFaultyNsBytes = 1 * kMiB;
 inline constexpr std::uint64_t kFaultyLba = 1000;
+// Controller 0's third namespace (tests/vm/run.sh): 4 MiB served by nbdkit, whose requests the
+// host holds for a while when the guest prints "VFE-STALL <ms>" (a stalled command).
+inline constexpr std::uint32_t kStallNsid = 3;
+inline constexpr std::uint64_t kStallNsBytes = 4 * kMiB;
 
 inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {0, 4096, 0, 1},                        // one page

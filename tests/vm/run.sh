@@ -6,7 +6,8 @@
 #
 # Boots a q35 guest under TCG with two NUMA nodes, an emulated Intel IOMMU (not in noiommu mode),
 # two NVMe controllers (the second behind a pxb-pcie expander on node 1; the first has a second,
-# 1 MiB namespace whose block 1000 fails every read, through QEMU's blkdebug), one edu and two e1000e
+# 1 MiB namespace whose block 1000 fails every read, through QEMU's blkdebug, and a third, 4 MiB
+# namespace served by nbdkit whose requests the host can hold), one edu and two e1000e
 # on one hub; binds them to vfio-pci inside the guest; runs each binary there with VFE_VM_MODE and
 # VFE_VM_DEVICES ("nvme=0000:00:02.0 edu=...") and VFE_VM_DISK_BYTES (each NVMe image's size); and
 # prints the serial log and "N passed, N failed". --with stages a program (and its libraries) in the
@@ -14,6 +15,10 @@
 # NVMe images (nvme0.img, nvme1.img) there, for checks on the host after the guest is off.
 # Hot-unplug: a guest line "VFE-HOTUNPLUG <id>" makes the host send "device_del <id>" to QEMU's
 # monitor socket; only the node-1 NVMe (id nvme1, behind a hot-plug capable root port) is allowed.
+# Stalls: a guest line "VFE-STALL <ms>" makes the host pause namespace 3's NBD server (nbdkit's
+# pause filter: requests that arrive from then on are held) and resume it <ms> later. The hold
+# is outside QEMU on purpose: QEMU's own controller reset waits for the held requests with the
+# machine locked, so nothing inside QEMU (its monitor included) could release them.
 # Modes: type1 boots Debian's own kernel, with vfio_iommu_type1's dma_entry_limit lowered from
 # 65535 to 64 (so every type1 test shows that mappings are coalesced); iommufd and noiommu boot
 # the small 6.12 kernel that build-kernel.sh makes from tests/vm/kernel.fragment (it has IOMMUFD,
@@ -50,14 +55,15 @@ esac
 for b in "${binaries[@]}" "${extras[@]}"; do
   [[ -f $b && -x $b ]] || rig_error "program '$b' does not exist or is not executable"
 done
-for tool in qemu-system-x86_64 busybox cpio gzip gcc socat pkill; do
+for tool in qemu-system-x86_64 busybox cpio gzip gcc socat pkill nbdkit; do
   command -v "$tool" >/dev/null || rig_error "$tool is missing; run scripts/setup-deps.sh"
 done
 
 work=$(mktemp -d /tmp/vfe-vm.XXXXXX)
-watcher=""
+watcher="" nbd_server=""
 # The watcher's pipeline (tail, grep, the loop) goes first, then the subshell holding it.
 trap '[[ -z $watcher ]] || { pkill -P "$watcher" 2>/dev/null; kill "$watcher" 2>/dev/null; } || true
+      [[ -z $nbd_server ]] || kill "$nbd_server" 2>/dev/null || true
       rm -rf "$work"' EXIT
 stage=$work/initramfs
 
@@ -124,6 +130,14 @@ errno = "5"
 sector = "1000"
 once = "off"
 BLKDEBUG
+# Controller 0's namespace 3 (kStall*): an NBD export the host can pause (see the top).
+truncate -s 4M "$disk_dir/nvme0-stall.img"
+nbdkit -f --exit-with-parent -U "$work/nbd.sock" --filter=pause file "$disk_dir/nvme0-stall.img" \
+  pause-control="$work/pause.sock" 2>"$work/nbdkit.err" &
+nbd_server=$!
+disown "$nbd_server"  # the EXIT trap stops it; no "Terminated" from the shell then
+for _ in $(seq 100); do [[ -S $work/nbd.sock && -S $work/pause.sock ]] && break; sleep 0.1; done
+[[ -S $work/nbd.sock ]] || { cat "$work/nbdkit.err" >&2; rig_error "nbdkit did not start"; }
 append="console=ttyS0 panic=-1 loglevel=4 rdinit=/init"
 # Without an IOMMU a device sees physical addresses, and edu drives only 28 address bits: the
 # no-IOMMU guest gets 256 MiB in all, so every page it has lies below 256 MiB.
@@ -139,6 +153,8 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0,id=nvme0
   -drive "if=none,id=nvm0f,driver=raw,file.driver=blkdebug,file.config=$work/blkdebug.conf,file.image.driver=file,file.image.filename=$disk_dir/nvme0-faulty.img"
   -device nvme-ns,drive=nvm0f,bus=nvme0,nsid=2
+  -drive "if=none,id=nvm0s,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=$work/nbd.sock"
+  -device nvme-ns,drive=nvm0s,bus=nvme0,nsid=3
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
   -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
   -device edu,bus=pcie.0
@@ -156,16 +172,25 @@ fi
 echo "vm: booting $mode guest ($(basename "$kernel"), timeout ${timeout_s}s): ${binaries[*]##*/}"
 log=$work/serial.log
 : >"$log"
-# The guest asks for hot-unplugs on its console; the host answers through the monitor socket.
+# The guest asks for hot-unplugs and stalls on its console; the host answers through the monitor
+# socket and nbdkit's pause socket, one request at a time.
+pause_ctl() { printf '%s' "$1" | socat -t 30 - "UNIX-CONNECT:$work/pause.sock" 2>/dev/null; }
 (
   set +e  # a failed request is reported; the watcher keeps going
-  tail -n +1 -F --pid=$$ "$log" 2>/dev/null | grep -a --line-buffered -o 'VFE-HOTUNPLUG [a-z0-9]*' |
-    while read -r _ id; do
-      case $id in
-        nvme1) echo "vm: host: device_del $id" >&2
-               echo "device_del $id" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ||
-                 echo "vm: host: device_del $id: the monitor socket did not take it" >&2 ;;
-        *) echo "vm: host: refusing to unplug '$id' (only nvme1 may be unplugged)" >&2 ;;
+  tail -n +1 -F --pid=$$ "$log" 2>/dev/null |
+    grep -a --line-buffered -o -E 'VFE-(HOTUNPLUG [a-z0-9]*|STALL [0-9]+)' |
+    while read -r what arg; do
+      case $what:$arg in
+        VFE-HOTUNPLUG:nvme1) echo "vm: host: device_del $arg" >&2
+               echo "device_del $arg" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ||
+                 echo "vm: host: device_del $arg: the monitor socket did not take it" >&2 ;;
+        VFE-HOTUNPLUG:*) echo "vm: host: refusing to unplug '$arg' (only nvme1 may be unplugged)" >&2 ;;
+        VFE-STALL:*)
+          # 'P' comes back once the requests already in nbdkit are done; later ones are held.
+          [[ $(pause_ctl p) == P ]] || echo "vm: host: nbdkit did not pause" >&2
+          echo "vm: host: namespace 3 held for ${arg} ms" >&2
+          sleep "$(printf '%d.%03d' $((arg / 1000)) $((arg % 1000)))"
+          [[ $(pause_ctl r) == R ]] || echo "vm: host: nbdkit did not resume" >&2 ;;
       esac
     done
 ) &
