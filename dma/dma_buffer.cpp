@@ -51,6 +51,16 @@ DmaBuffer::~DmaBuffer() {
   }
 }
 
+void DmaBuffer::abandon() noexcept {
+  log_error("DMA buffer of {} bytes at IOVA {:#x} stays allocated and mapped for good: a device may still write it",
+            size_, to_u64(iova_));
+  if (memory_) {
+    memory_->leak();
+  }
+  space_ = nullptr;
+  pool_ = nullptr;
+}
+
 Result<DmaBuffer> DmaBuffer::allocate(DmaSpace& space, std::uint64_t size,
                                       const MemoryOptions& options) {
   const bool physical = space.backend().chooses_iova();

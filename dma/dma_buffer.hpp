@@ -45,6 +45,10 @@ class DmaBuffer {
   [[nodiscard]] T* as() const noexcept {
     return static_cast<T*>(data_);
   }
+  /// Keeps the memory allocated, mapped and its IOVA taken for good, and gives up ownership: for
+  /// memory a device may still write after its owner is done (a device whose DMA could not be
+  /// stopped). Freeing it, or reusing its IOVA, could hand the device's writes to someone else.
+  void abandon() noexcept;
 
  private:
   friend class DmaPool;

@@ -116,4 +116,14 @@ Result<void> ConfigSpace::enable_bus_master() const {
   return ok();
 }
 
+Result<void> ConfigSpace::disable_bus_master() const {
+  VFE_TRY_ASSIGN(const std::uint16_t cmd, read16(pci::kCommand));
+  VFE_TRY(write16(pci::kCommand, static_cast<std::uint16_t>(cmd & ~pci::kCommandBusMaster)));
+  VFE_TRY_ASSIGN(const std::uint16_t back, read16(pci::kCommand));
+  if ((back & pci::kCommandBusMaster) != 0) {
+    return Error::from_errno(EIO, "clear Bus Master Enable", fmt::format("the command register reads back {:#06x}", back));
+  }
+  return ok();
+}
+
 }  // namespace vfe::mmio

@@ -39,6 +39,10 @@ class ConfigSpace {
   /// Sets Memory Space and Bus Master Enable in the command register. vfio-pci enables memory
   /// decoding only; a device can't DMA until userspace sets bus mastering.
   [[nodiscard]] Result<void> enable_bus_master() const;
+  /// Clears Bus Master Enable and reads the command register back: once this succeeds the
+  /// function can no longer start a DMA (what Linux does before it cancels a device's requests).
+  /// EIO when the bit reads back set.
+  [[nodiscard]] Result<void> disable_bus_master() const;
 
  private:
   ConfigSpace(const vfio::Device& device, std::uint64_t fd_offset, std::uint32_t size) noexcept

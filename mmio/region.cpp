@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "base/fd.hpp"
 #include "base/log.hpp"
 
 namespace vfe::mmio {
@@ -70,13 +72,34 @@ Result<Region> Region::open(const vfio::Device& device, std::uint32_t index) {
 
 Result<void> Region::detach() noexcept {
   for (const Area& a : areas_) {
-    void* p = sys_->mmap(a.base, a.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    if (p == MAP_FAILED) {
-      return Error::from_errno(errno, "detach region", fmt::format("region {} area at {:#x}+{:#x}", index_,
-                                                                   a.offset, a.size));
-    }
-    std::memset(p, 0xff, a.size);
+    VFE_TRY(replace_with_ones(a));
   }
+  return ok();
+}
+
+// The replacement is a private map of a memory file already full of ones, so that a racing
+// register read sees the device or all ones, never the zeros of fresh memory (a CSTS of zero
+// would look like a controller that stopped). Not through Sys: a memory file is no VFIO call.
+Result<void> Region::replace_with_ones(const Area& a) noexcept {
+  const auto failed = [&](const char* what) {
+    return Error::from_errno(errno, "detach region",
+                             fmt::format("region {} area at {:#x}+{:#x}: {}", index_, a.offset, a.size, what));
+  };
+  const Fd ones(::memfd_create("vfe-detached-bar", MFD_CLOEXEC));
+  if (!ones || ::ftruncate(ones.get(), static_cast<off_t>(a.size)) != 0) {
+    return failed("memfd");
+  }
+  void* fill = ::mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED, ones.get(), 0);
+  if (fill == MAP_FAILED) {
+    return failed("mmap of the memfd");
+  }
+  std::memset(fill, 0xff, a.size);
+  ::munmap(fill, a.size);
+  void* p = sys_->mmap(a.base, a.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ones.get(), 0);
+  if (p == MAP_FAILED) {
+    return failed("mmap over the BAR");
+  }
+  std::memset(p, 0xff, a.size);  // the same ones (a fake Sys maps fresh memory instead)
   return ok();
 }
 

@@ -42,9 +42,9 @@ class Region {
   [[nodiscard]] volatile void* address(std::uint64_t offset, std::uint64_t len) const noexcept;
 
   /// Lets go of the device memory without moving a register's address: each mmap'd area is
-  /// replaced in place (MAP_FIXED) by private anonymous memory filled with ones, so a racing
-  /// access lands there instead of faulting, reads return all ones (what a vanished device
-  /// returns) and writes stay in that memory. Done when the device must be given back to the kernel
+  /// replaced in place (MAP_FIXED, in one step) by private memory already filled with ones, so a
+  /// racing access lands there instead of faulting, reads return the device's value or all ones
+  /// (what a vanished device returns), never zeros, and writes stay in that memory. Done when the device must be given back to the kernel
   /// (`vfio::Device::release`); accesses to parts that were not mapped keep going to the device
   /// fd. On failure the areas replaced so far stay replaced.
   [[nodiscard]] Result<void> detach() noexcept;
@@ -76,6 +76,7 @@ class Region {
     void* base;
   };
   Region(const vfio::Device& device, const vfio::RegionInfo& info) noexcept;
+  [[nodiscard]] Result<void> replace_with_ones(const Area& a) noexcept;
 
   template <class T>
   T read(std::uint64_t offset) const noexcept {

@@ -257,10 +257,10 @@ void Nic::stop() noexcept {
   if (!quiesce()) {
     log_error("e1000e {}: CTRL.RST did not clear", device_->bdf().to_string());
   }
-  if (auto config = mmio::ConfigSpace::open(*device_)) {
-    if (auto cmd = config->read16(mmio::pci::kCommand)) {
-      static_cast<void>(config->write16(mmio::pci::kCommand, *cmd & ~mmio::pci::kCommandBusMaster));
-    }
+  auto config = mmio::ConfigSpace::open(*device_);
+  const Result<void> off = config ? config->disable_bus_master() : Result<void>(config.error());
+  if (!off) {
+    log_error("e1000e {}: bus mastering stays on: {}", device_->bdf().to_string(), off.error().message());
   }
   up_ = false;
 }

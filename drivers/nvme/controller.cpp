@@ -50,7 +50,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   VFE_TRY(check_options(options));
   options_ = options;
   reset_budget_ = ResetBudget(options.max_resets, options.reset_window);
-  VFE_TRY_ASSIGN(auto dev, vfio::Device::open(bdf, {.mode = options.mode, .sys = nullptr}));
+  VFE_TRY_ASSIGN(auto dev, vfio::Device::open(bdf, {.mode = options.mode, .sys = options.sys}));
   device_ = std::make_unique<vfio::Device>(std::move(dev));
   VFE_TRY_ASSIGN(auto config, mmio::ConfigSpace::open(*device_));
   VFE_TRY_ASSIGN(const std::uint32_t class_rev, config.read32(0x08));
@@ -245,9 +245,10 @@ Result<void> Controller::shutdown() {
     return ok();  // failed controllers are disabled already
   }
   if (auto r = normal_shutdown(); !r) {
-    static_cast<void>(stop_dma());  // says in the log when even that fails
+    dma_stopped_ = stop_dma();  // says in the log when even that fails
     return r;
   }
+  dma_stopped_ = true;  // shutdown processing complete (§7.6.2), and no I/O queue left
   return ok();
 }
 

@@ -49,7 +49,11 @@ struct ControllerOptions {
   std::uint32_t retries = 5;
   /// More resets than this within `reset_window` fail the controller for good.
   std::uint32_t max_resets = 3;
+  /// The window `max_resets` counts in.
   std::chrono::milliseconds reset_window{60'000};
+  /// The kernel seam (vfio/sys.hpp); nullptr for the real kernel. Tests pass one that fails
+  /// chosen calls.
+  vfio::Sys* sys = nullptr;
 };
 
 /// Whether a controller serves I/O: `resetting` while it recovers from a fault (requests wait),
@@ -84,8 +88,12 @@ struct ControllerStats {
 /// every I/O queue is created again on the device, in the same `IoQueue` with the same ID, memory
 /// and worker. What was in flight goes again (see `IoRequest`). More than `max_resets` resets
 /// within `reset_window`, a reset that does not bring the controller back, or a surprise removal
-/// (all-ones reads) fails the controller for good: it is disabled so it stops DMA, and every
-/// outstanding request completes with an error.
+/// (all-ones reads) fails the controller for good. Its DMA is then stopped, and only once that is
+/// confirmed (CC.EN = 0 with CSTS.RDY = 0, directly or after an FLR; or Bus Master Enable read
+/// back clear; or the device given back to the kernel) does every outstanding request complete
+/// with an error and may a queue's memory be freed. Until then requests stay in flight and a
+/// queue destroyed meanwhile keeps its memory allocated and mapped for good (logged): the
+/// device may still write there.
 ///
 /// The watchdog also watches the device request interrupt (VFIO_PCI_REQ_IRQ_INDEX), by which
 /// the kernel asks for the device back before a hot-unplug or an unbind can finish. Then the
@@ -203,10 +211,13 @@ class Controller {
   [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
   [[nodiscard]] bool stop_dma() noexcept;
   [[nodiscard]] bool clear_bus_master() noexcept;
+  // fail_mu_ held: once DMA is confirmed stopped, the queues' requests complete with `err`.
+  void settle_failure(int err) noexcept;
   // ~IoQueue: first out of the watchdog's and fail()'s sight, then deleted on the device (which
-  // stops using its memory) and its ID freed.
+  // stops using its memory) and its ID freed. retire() is false when the device may still use
+  // the queue's memory (a failed controller whose DMA could not be stopped).
   void unregister(IoQueue& q) noexcept;
-  void retire(IoQueue& q) noexcept;
+  [[nodiscard]] bool retire(IoQueue& q) noexcept;
   void release_qid(std::uint16_t qid) noexcept;
 
   ControllerOptions options_;
@@ -240,7 +251,10 @@ class Controller {
   std::uint64_t reset_count_ = 0;
   ResetBudget reset_budget_;
   std::atomic<bool> released_{false};
-  bool removal_pending_ = false;  // guarded by fail_mu_: requests left in flight by a failed release
+  // Guarded by fail_mu_, once the controller failed or shut down: its DMA is confirmed stopped;
+  // and the queues' requests were completed after that.
+  bool dma_stopped_ = false;
+  bool queues_settled_ = false;
   // Held by fail(), a reset and shutdown() from their decision to the end of their register
   // sequence, and while a queue is created or deleted on the device, so that none of these
   // overlap and whoever must know the controller has stopped DMA (a queue being retired) waits.

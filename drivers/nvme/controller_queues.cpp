@@ -73,20 +73,22 @@ void Controller::unregister(IoQueue& q) noexcept {
   queues_.erase(std::remove(queues_.begin(), queues_.end(), &q), queues_.end());
 }
 
-void Controller::retire(IoQueue& q) noexcept {
+bool Controller::retire(IoQueue& q) noexcept {
   // A fail(), reset or shutdown() under way finishes (and the controller has stopped, or is back)
   // before we look, and none begins while the queue is deleted.
   std::lock_guard failing(fail_mu_);
   if (state() != ControllerState::running) {
-    return;  // stopped: it uses no queue memory any more
+    return dma_stopped_;  // failed or shut down: the queue's memory is safe once DMA stopped
   }
   if (q.device_generation() != reset_count_) {
-    return;  // a reset since took it off the device, and it was unregistered before it was made again
+    return true;  // a reset since took it off the device, and it was unregistered before it was made again
   }
   if (auto r = q.delete_on_device(); !r) {
     // The controller may still write the queue's memory: stop it before that memory goes.
     fail_locked(EIO, r.error().message());
+    return dma_stopped_;
   }
+  return true;
 }
 
 void Controller::release_qid(std::uint16_t qid) noexcept {

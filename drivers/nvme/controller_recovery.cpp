@@ -30,13 +30,21 @@ void Controller::fail_locked(int err, const std::string& why) {
     return;
   }
   // Stop the controller's DMA before anyone is told that their buffers are free again.
-  if (!stop_dma()) {
+  dma_stopped_ = stop_dma();
+  if (!dma_stopped_) {
     log_error("nvme {}: the controller's DMA could not be stopped; its requests stay in flight and their "
               "buffers must not be reused",
               device_->bdf().to_string());
-    return;
   }
-  fail_queues(err);
+  settle_failure(err);
+}
+
+// fail_mu_ held.
+void Controller::settle_failure(int err) noexcept {
+  if (dma_stopped_ && !queues_settled_) {
+    queues_settled_ = true;
+    fail_queues(err);
+  }
 }
 
 bool Controller::mark_failed(int err, const std::string& why) {
@@ -86,17 +94,17 @@ bool Controller::stop_dma() noexcept {
 bool Controller::clear_bus_master() noexcept {
   auto config = mmio::ConfigSpace::open(*device_);
   if (!config) {
+    log_error("nvme {}: {}", device_->bdf().to_string(), config.error().message());
     return false;
   }
   if (auto vendor = config->read16(mmio::pci::kVendorId); vendor && *vendor == 0xffff) {
     return true;  // gone: nothing left that could DMA
   }
-  auto command = config->read16(mmio::pci::kCommand);
-  if (!command || !config->write16(mmio::pci::kCommand, *command & ~mmio::pci::kCommandBusMaster)) {
+  if (auto r = config->disable_bus_master(); !r) {
+    log_error("nvme {}: {}", device_->bdf().to_string(), r.error().message());
     return false;
   }
-  auto back = config->read16(mmio::pci::kCommand);
-  return back && (*back & mmio::pci::kCommandBusMaster) == 0;
+  return true;
 }
 
 // Watchdog thread. `err` is what the requests get that run out of retries on the way.

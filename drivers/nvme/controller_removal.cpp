@@ -49,44 +49,41 @@ void Controller::on_device_request() noexcept {
   std::lock_guard failing(fail_mu_);
   const bool first = mark_failed(ENODEV, "the kernel asked for the device back (VFIO device request: a hot-unplug or "
                                          "an unbind)");
-  // Failed before for another reason, fail() stopped it; after a release that failed, it may not be.
-  const bool stopped = first ? stop_for_removal() : !removal_pending_;
-  if (!stopped) {
-    // A reset is refused while the kernel removes the device: giving it back is what stops it
-    // (vfio-pci clears bus mastering when the last user closes it).
-    release_device();
-    if (!released()) {
-      // The device may still write the requests' buffers: they stay in flight. vfio-pci asks
-      // again every 10 s, and the next request tries the release again (here).
-      removal_pending_ = true;
-      return;
-    }
+  if (first) {
+    dma_stopped_ = stop_for_removal();
   }
-  if (first || removal_pending_) {
-    removal_pending_ = false;
-    fail_queues(ENODEV);  // only now: DMA stopped, or the device is given back
-  }
+  // Failed before for another reason whose stop did not work, or not stopped now: a reset is
+  // refused while the kernel removes the device, and giving it back is what stops it (vfio-pci
+  // clears bus mastering when the last user closes it).
   release_device();
+  if (released()) {
+    dma_stopped_ = true;
+  }
+  if (!dma_stopped_) {
+    // The device may still write the requests' buffers: they stay in flight. vfio-pci asks
+    // again every 10 s, and the next request tries the release again (here).
+    return;
+  }
+  settle_failure(failure_errno());  // only now: DMA stopped, or the device is given back
 }
 
 // The device is usually still there (an unbind, or the attention button of a hot-plug slot):
 // a normal shutdown first (NVMe 1.4 §7.6.2, CC.SHN), so data it acknowledged is on the medium,
-// then disabled (§3.1.5, CC.EN cleared) so it stops DMA. True when it stopped (or is gone).
+// then disabled (§3.1.5, CC.EN cleared) so it stops DMA. True when that is confirmed, or bus
+// mastering is off (read back), or config space says the function is gone: all-ones register
+// reads alone prove nothing (the BAR may be unreachable while the function still DMAs).
 bool Controller::stop_for_removal() noexcept {
-  if (bar_->read32(reg::kCsts) == ~0U) {
-    return true;
-  }
-  if (auto r = normal_shutdown(); !r) {
+  if (bar_->read32(reg::kCsts) != ~0U) {
+    if (auto r = normal_shutdown(); !r) {
+      log_error("nvme {}: {}", device_->bdf().to_string(), r.error().message());
+    }
+    auto r = disable();
+    if (r) {
+      return true;
+    }
     log_error("nvme {}: {}", device_->bdf().to_string(), r.error().message());
   }
-  if (bar_->read32(reg::kCsts) == ~0U) {
-    return true;
-  }
-  if (auto r = disable(); !r) {
-    log_error("nvme {}: {}", device_->bdf().to_string(), r.error().message());
-    return false;
-  }
-  return true;
+  return clear_bus_master();
 }
 
 // What remains after the controller stopped is this process's hold on the device: the BAR0

@@ -69,17 +69,26 @@ IoQueue::~IoQueue() {
       log_error("nvme queue {}: {}", qid_, r.error().message());
     }
   }
-  if (registered_) {
-    ctrl_->retire(*this);  // deleted on the controller (or it stopped): it no longer uses our memory
-  }
+  // Deleted on the controller, or the controller stopped: it no longer uses our memory.
+  const bool device_done = !registered_ || ctrl_->retire(*this);
   // What the controller completed before the deletion counts; the rest is cancelled. This runs
   // on the destroying thread, which now is the only one touching the queue.
   deleted_ = true;
-  if (!dead_) {
-    static_cast<void>(reap());
+  if (device_done) {
+    if (!dead_) {
+      static_cast<void>(reap());
+    }
+    fail_in_flight(-ECANCELED);
+  } else {
+    // The controller failed and its DMA could not be stopped: the commands it holds may still
+    // write their requests' buffers and this queue's memory. Neither is handed back, and the
+    // queue ID stays taken (the queue may still exist on the device).
+    log_error("nvme queue {}: the controller's DMA was never stopped; its memory and the requests in flight "
+              "are abandoned",
+              qid_);
+    memory_.abandon();
   }
-  fail_in_flight(-ECANCELED);
-  drain_waiting(
+  drain_waiting(  // never sent to the device
       [](engine::Request* r, void* self) noexcept {
         auto& req = *static_cast<IoRequest*>(r);
         if (req.progress.error == 0) {
@@ -88,7 +97,7 @@ IoQueue::~IoQueue() {
         static_cast<IoQueue*>(self)->complete(req);
       },
       this);
-  if (registered_) {
+  if (registered_ && device_done) {
     ctrl_->release_qid(qid_);  // last: a new queue with this ID may now be made
   }
 }

@@ -60,7 +60,10 @@ struct IoQueueStats {
 ///
 /// Destruction (from a thread other than the worker, best after the requests have completed):
 /// the queue is detached, the controller deletes it (§5.6 the SQ, then §5.5 the CQ), and what is
-/// still in flight or waiting completes with -ECANCELED on the destroying thread.
+/// still in flight or waiting completes with -ECANCELED on the destroying thread. One exception:
+/// on a controller that failed and whose DMA could not be stopped (see `Controller`), the
+/// requests in flight never complete and the queue's memory and ID are abandoned (logged), since
+/// the device may still write them.
 ///
 /// The engine's `QueuePair` is a private base: its `try_submit` and `submit_bulk` would skip the
 /// validation `submit` does (a request sent that way could get PRPs for the wrong length), so

@@ -131,8 +131,7 @@ inline void inject_fault(nvme::Controller& c, Fault f) {
     return;
   }
   VFE_ASSERT_OK_AND_ASSIGN(auto config, mmio::ConfigSpace::open(c.device()));
-  VFE_ASSERT_OK_AND_ASSIGN(const std::uint16_t command, config.read16(mmio::pci::kCommand));
-  ASSERT_TRUE(config.write16(mmio::pci::kCommand, command & ~mmio::pci::kCommandBusMaster));
+  VFE_ASSERT_OK(config.disable_bus_master());
 }
 
 /// A thread that injects a fault every `period` into the given controllers in turn, alternating

@@ -181,19 +181,19 @@ pause_ctl() { printf '%s' "$1" | socat -t 30 - "UNIX-CONNECT:$work/pause.sock" 2
     grep -a --line-buffered -o -E 'VFE-(HOTUNPLUG [a-z0-9]*|STALL [0-9]+)' |
     while read -r what arg; do
       case $what:$arg in
-        VFE-HOTUNPLUG:nvme1) echo "vm: host: device_del $arg" >&2
+        VFE-HOTUNPLUG:nvme1) echo "vm: host: device_del $arg" >&3
                echo "device_del $arg" | socat -t 2 - "UNIX-CONNECT:$work/monitor.sock" >/dev/null ||
-                 echo "vm: host: device_del $arg: the monitor socket did not take it" >&2 ;;
-        VFE-HOTUNPLUG:*) echo "vm: host: refusing to unplug '$arg' (only nvme1 may be unplugged)" >&2 ;;
+                 echo "vm: host: device_del $arg: the monitor socket did not take it" >&3 ;;
+        VFE-HOTUNPLUG:*) echo "vm: host: refusing to unplug '$arg' (only nvme1 may be unplugged)" >&3 ;;
         VFE-STALL:*)
           # 'P' comes back once the requests already in nbdkit are done; later ones are held.
-          [[ $(pause_ctl p) == P ]] || echo "vm: host: nbdkit did not pause" >&2
-          echo "vm: host: namespace 3 held for ${arg} ms" >&2
+          [[ $(pause_ctl p) == P ]] || echo "vm: host: nbdkit did not pause" >&3
+          echo "vm: host: namespace 3 held for ${arg} ms" >&3
           sleep "$(printf '%d.%03d' $((arg / 1000)) $((arg % 1000)))"
-          [[ $(pause_ctl r) == R ]] || echo "vm: host: nbdkit did not resume" >&2 ;;
+          [[ $(pause_ctl r) == R ]] || echo "vm: host: nbdkit did not resume" >&3 ;;
       esac
     done
-) &
+) 3>&2 2>/dev/null &  # its own lines on fd 3; not the shell's "Terminated" when the EXIT trap stops a hold
 watcher=$!
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -append "$append" \

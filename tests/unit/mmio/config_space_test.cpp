@@ -155,6 +155,31 @@ TEST_F(ConfigSpaceTest, BusMasterSetsMemorySpaceTooAndWritesNothingWhenBothAreSe
   EXPECT_EQ(writes(), 1U);
 }
 
+TEST_F(ConfigSpaceTest, BusMasterIsClearedAndReadBack) {
+  ConfigImage image;
+  image.put16(kCommand, kCommandMemorySpace | kCommandBusMaster | kCommandIntxDisable);
+  ASSERT_NO_FATAL_FAILURE(open_with(image));
+  ASSERT_TRUE(cs_->disable_bus_master());
+  EXPECT_EQ(command(), kCommandMemorySpace | kCommandIntxDisable);
+  EXPECT_EQ(writes(), 1U);
+  EXPECT_FALSE(sys_.accesses().back().write) << "the command register is read back last";
+}
+
+TEST_F(ConfigSpaceTest, BusMasterThatStaysOnIsAnError) {
+  ASSERT_NO_FATAL_FAILURE(open_with(ConfigImage()));
+  // A function that ignores the write: every read says bus mastering is on.
+  sys_.on_pread(device_path(vfe::test::kDeviceName), [](void* buf, std::size_t n, off_t) {
+    std::memset(buf, 0, n);
+    const auto on = static_cast<std::uint16_t>(kCommandMemorySpace | kCommandBusMaster);
+    std::memcpy(buf, &on, std::min<std::size_t>(n, sizeof(on)));
+    return static_cast<ssize_t>(n);
+  });
+  const auto r = cs_->disable_bus_master();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EIO));
+  EXPECT_NE(r.error().message().find("reads back 0x0006"), std::string::npos) << r.error().message();
+}
+
 TEST_F(ConfigSpaceTest, FindsMsiAndMsix) {
   ConfigImage image;
   image.first_cap(0x50).cap(0x50, kCapMsi, 0x70).cap(0x70, kCapMsix, 0);
