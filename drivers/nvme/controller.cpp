@@ -178,6 +178,7 @@ Result<void> Controller::identify() {
   const std::span<const std::uint8_t> page(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, kIdentifySize);
   VFE_TRY(identify_page(cns::kController, 0, "identify controller"));
   VFE_TRY_ASSIGN(identity_, parse_identify_controller(page));
+  write_zeroes_ = identity_.supports_write_zeroes();
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
   const std::uint64_t one_list = (page_size() / sizeof(std::uint64_t)) * page_size();  // unchained PRP list
   max_transfer_ = max_transfer_ == 0 ? one_list : std::min(max_transfer_, one_list);
@@ -206,9 +207,7 @@ Result<void> Controller::set_queue_count(std::uint32_t wanted) {
   wanted = std::min(wanted, 65535U);
   VFE_TRY_ASSIGN(const std::uint32_t granted, request_queues(wanted));
   io_queue_limit_ = std::min(granted, wanted);
-  std::lock_guard lock(queues_mu_);
-  qid_used_.assign(io_queue_limit_ + 1, false);
-  qid_used_[0] = true;  // the admin queue
+  table_.reset(io_queue_limit_);
   return ok();
 }
 
@@ -222,22 +221,10 @@ Result<std::uint32_t> Controller::request_queues(std::uint32_t wanted) {
   return std::min((cqe.dw0 & 0xffff) + 1, (cqe.dw0 >> 16) + 1);
 }
 
-const NamespaceInfo* Controller::find_namespace(std::uint32_t nsid) const noexcept {
-  for (const auto& ns : namespaces_) {
-    if (ns.nsid == nsid) {
-      return &ns;
-    }
-  }
-  return nullptr;
-}
-
 Result<void> Controller::shutdown() {
-  {
-    std::lock_guard lock(queues_mu_);
-    if (!queues_.empty()) {
-      return Error::from_errno(EBUSY, "shut down NVMe controller",
-                               fmt::format("{} I/O queue(s) still exist; destroy them first", queues_.size()));
-    }
+  if (const std::size_t n = table_.size(); n != 0) {
+    return Error::from_errno(EBUSY, "shut down NVMe controller",
+                             fmt::format("{} I/O queue(s) still exist; destroy them first", n));
   }
   std::lock_guard failing(fail_mu_);
   const ControllerState was = state_.exchange(ControllerState::shut_down, std::memory_order_acq_rel);
@@ -280,8 +267,8 @@ Controller::~Controller() {
     watchdog_cv_.notify_all();
     watchdog_.join();
   }
-  if (!queues_.empty()) {
-    log_error("nvme: controller destroyed with {} I/O queue(s) alive; destroy queues first", queues_.size());
+  if (const std::size_t n = table_.size(); n != 0) {
+    log_error("nvme: controller destroyed with {} I/O queue(s) alive; destroy queues first", n);
   }
   if (up_) {
     if (auto r = shutdown(); !r) {

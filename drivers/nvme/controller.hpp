@@ -20,6 +20,8 @@
 #include "drivers/nvme/admin_queue.hpp"
 #include "drivers/nvme/identify.hpp"
 #include "drivers/nvme/io_queue.hpp"
+#include "drivers/nvme/queue_host.hpp"
+#include "drivers/nvme/queue_table.hpp"
 #include "drivers/nvme/reset_budget.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "engine/queue_pair.hpp"
@@ -55,10 +57,6 @@ struct ControllerOptions {
   /// chosen calls.
   vfio::Sys* sys = nullptr;
 };
-
-/// Whether a controller serves I/O: `resetting` while it recovers from a fault (requests wait),
-/// `failed` for good (see `failure()`), or `shut_down`.
-enum class ControllerState { running, resetting, failed, shut_down };
 
 /// Counters of one controller, readable from any thread (relaxed).
 struct ControllerStats {
@@ -107,7 +105,7 @@ struct ControllerStats {
 /// on a worker thread that serves any of this controller's queues, nor in a request's
 /// `on_complete`: a reset or failure holds the controller's locks while it waits for those
 /// workers (a deadlock).
-class Controller {
+class Controller final : private QueueHost {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Controller>> create(std::string_view bdf,
                                                                   const ControllerOptions& options = {});
@@ -116,10 +114,14 @@ class Controller {
   Controller& operator=(const Controller&) = delete;
 
   [[nodiscard]] const ControllerIdentity& identity() const noexcept { return identity_; }
-  /// The active namespaces, in ID order.
-  [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept { return namespaces_; }
-  /// The namespace with ID `nsid`, or nullptr.
-  [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept;
+  // From QueueHost: state(), failure_errno() (the errno outstanding requests get once the
+  // controller failed; 0 while it runs), epoch() (watchdog ticks), namespaces() (the active
+  // ones, in ID order) and find_namespace(nsid) (nullptr when there is none).
+  using QueueHost::epoch;
+  using QueueHost::failure_errno;
+  using QueueHost::find_namespace;
+  using QueueHost::namespaces;
+  using QueueHost::state;
   /// CAP as read at bring-up (queue size limit, doorbell stride, timeout, page sizes).
   [[nodiscard]] Cap cap() const noexcept { return cap_; }
   /// VS: major in bits 31:16, minor in 15:8, tertiary in 7:0.
@@ -136,8 +138,9 @@ class Controller {
   [[nodiscard]] Result<std::unique_ptr<IoQueue>> create_io_queue(engine::Worker& worker,
                                                                  const IoQueueOptions& options = {});
 
-  [[nodiscard]] ControllerState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  /// The options it was opened with (checked).
   [[nodiscard]] const ControllerOptions& options() const noexcept { return options_; }
+  /// Its recovery counters.
   [[nodiscard]] const ControllerStats& stats() const noexcept { return stats_; }
   /// Why the controller failed (empty while it runs).
   [[nodiscard]] std::string failure() const;
@@ -159,19 +162,13 @@ class Controller {
   /// BAR0: the controller's registers and doorbells.
   [[nodiscard]] mmio::Bar& bar() noexcept { return *bar_; }
   /// Runs an admin command (setup paths, tests).
-  [[nodiscard]] Result<Cqe> admin(const Sqe& cmd, const char* what);
-
-  /// Watchdog ticks so far; an IoQueue stamps commands with it (relaxed: a clock, not a flag).
-  [[nodiscard]] std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_relaxed); }
-  /// The errno outstanding requests get once the controller failed (0 while it runs).
-  [[nodiscard]] int failure_errno() const noexcept { return fail_errno_.load(std::memory_order_acquire); }
+  [[nodiscard]] Result<Cqe> admin(const Sqe& cmd, const char* what) override;
   /// True when the device offers the request interrupt and the watchdog watches it.
   [[nodiscard]] bool watches_device_requests() const noexcept { return req_irq_.has_value(); }
   /// True once the device was given back to the kernel after it asked for it (see above).
   [[nodiscard]] bool released() const noexcept { return released_.load(std::memory_order_acquire); }
 
  private:
-  friend class IoQueue;
   Controller() = default;
   [[nodiscard]] Result<void> open(std::string_view bdf, const ControllerOptions& options);
   [[nodiscard]] Result<void> enable_vectors(std::uint32_t wanted_queues);
@@ -208,17 +205,16 @@ class Controller {
   void on_device_request() noexcept;
   [[nodiscard]] bool stop_for_removal() noexcept;
   void release_device() noexcept;
-  [[nodiscard]] Result<std::uint16_t> claim_qid(bool needs_vector);
   [[nodiscard]] bool stop_dma() noexcept;
   [[nodiscard]] bool clear_bus_master() noexcept;
   // fail_mu_ held: once DMA is confirmed stopped, the queues' requests complete with `err`.
   void settle_failure(int err) noexcept;
-  // ~IoQueue: first out of the watchdog's and fail()'s sight, then deleted on the device (which
-  // stops using its memory) and its ID freed. retire() is false when the device may still use
-  // the queue's memory (a failed controller whose DMA could not be stopped).
-  void unregister(IoQueue& q) noexcept;
-  [[nodiscard]] bool retire(IoQueue& q) noexcept;
-  void release_qid(std::uint16_t qid) noexcept;
+  // QueueHost (controller_queues.cpp): the queues' side of the table.
+  [[nodiscard]] QueueParams queue_params() noexcept override;
+  [[nodiscard]] Result<void> add(HostedQueue& q) override;
+  void unregister(HostedQueue& q) noexcept override;
+  [[nodiscard]] bool retire(HostedQueue& q) noexcept override;
+  void release_qid(std::uint16_t qid) noexcept override;
 
   ControllerOptions options_;
   // Teardown order matters: the buffers and IRQs go before the DMA space and the BAR, which go
@@ -237,12 +233,9 @@ class Controller {
   std::uint64_t max_transfer_ = 0;
   std::uint32_t io_queue_limit_ = 0;
   ControllerIdentity identity_;
-  std::vector<NamespaceInfo> namespaces_;
   bool up_ = false;  // bring-up finished: the destructor shuts the controller down
 
-  std::atomic<ControllerState> state_{ControllerState::running};
-  std::atomic<int> fail_errno_{0};
-  std::atomic<std::uint32_t> epoch_{0};
+  // state_, fail_errno_, epoch_ and namespaces_ live in QueueHost, where the queues read them.
   ControllerStats stats_;
   // Watchdog only: after an Abort, the epoch until which a late command gets to complete as aborted.
   std::optional<std::uint32_t> abort_deadline_;
@@ -262,11 +255,9 @@ class Controller {
   mutable std::mutex mu_;  // guards failure_ and stop_watchdog_
   std::string failure_;
   bool stop_watchdog_ = false;
-  // Guards the queue table. fail() holds it while each queue's worker fails its requests, so a
-  // completion callback must not create or destroy queues.
-  std::mutex queues_mu_;
-  std::vector<IoQueue*> queues_;
-  std::vector<bool> qid_used_;  // index = queue ID; 0 is the admin queue
+  // fail() holds the table's lock while each queue's worker fails its requests, so a completion
+  // callback must not create or destroy queues.
+  QueueTable table_;
   std::condition_variable watchdog_cv_;
   std::thread watchdog_;  // last: started when all else is ready, joined first
 };

@@ -7,7 +7,6 @@
 
 #include "base/log.hpp"
 #include "drivers/nvme/controller.hpp"
-#include "drivers/nvme/io_queue.hpp"
 #include "mmio/config_space.hpp"
 #include "mmio/pci_caps.hpp"
 
@@ -63,12 +62,11 @@ bool Controller::mark_failed(int err, const std::string& why) {
 }
 
 void Controller::fail_queues(int err) noexcept {
-  std::lock_guard lock(queues_mu_);
-  for (IoQueue* q : queues_) {
-    if (auto r = q->worker()->run_sync([q, err] { q->fail_in_flight(-err); }); !r) {
-      log_error("nvme: failing queue {}: {}", q->qid(), r.error().message());
+  table_.for_each([err](HostedQueue& q) {
+    if (auto r = q.fail_requests(-err); !r) {
+      log_error("nvme: failing queue {}: {}", q.queue_id(), r.error().message());
     }
-  }
+  });
 }
 
 // §3.1.5: clearing CC.EN resets the controller, which stops processing commands; when it does
@@ -155,12 +153,11 @@ Result<void> Controller::stop_for_reset() {
 
 // Every queue's worker collects what was in flight, with DMA stopped.
 void Controller::requeue_queues(int err) noexcept {
-  std::lock_guard lock(queues_mu_);
-  for (IoQueue* q : queues_) {
-    if (auto r = q->worker()->run_sync([q, err] { q->requeue_in_flight(err); }); !r) {
-      log_error("nvme: collecting queue {} for its reset: {}", q->qid(), r.error().message());
+  table_.for_each([err](HostedQueue& q) {
+    if (auto r = q.requeue_requests(err); !r) {
+      log_error("nvme: collecting queue {} for its reset: {}", q.queue_id(), r.error().message());
     }
-  }
+  });
 }
 
 // §7.3.1 after a controller reset: bus mastering (an FLR or the fault may have cleared it), the
@@ -171,15 +168,20 @@ Result<void> Controller::reinitialize() {
   VFE_TRY(bring_up());
   VFE_TRY(check_namespaces());
   VFE_TRY_ASSIGN(const std::uint32_t granted, request_queues(io_queue_limit_));
-  std::lock_guard lock(queues_mu_);
-  for (IoQueue* q : queues_) {
-    if (q->qid() > granted) {
-      return Error::from_errno(EIO, "re-create I/O queues",
-                               fmt::format("queue {} exists, but the controller now grants only {}", q->qid(), granted));
+  Result<void> made = ok();
+  table_.for_each([&](HostedQueue& q) {
+    if (!made) {
+      return;
     }
-    VFE_TRY(q->create_on_device(reset_count_));
-  }
-  return ok();
+    if (q.queue_id() > granted) {
+      made = Error::from_errno(EIO, "re-create I/O queues",
+                               fmt::format("queue {} exists, but the controller now grants only {}", q.queue_id(),
+                                           granted));
+      return;
+    }
+    made = q.create_on_device(reset_count_);
+  });
+  return made;
 }
 
 // A namespace that changed size or format since bring-up would put requests on the wrong
@@ -205,12 +207,11 @@ Result<void> Controller::check_namespaces() {
 }
 
 void Controller::restart_queues() noexcept {
-  std::lock_guard lock(queues_mu_);
-  for (IoQueue* q : queues_) {
-    if (auto r = q->worker()->run_sync([q] { q->restart(); }); !r) {
-      log_error("nvme: restarting queue {} after its reset: {}", q->qid(), r.error().message());
+  table_.for_each([](HostedQueue& q) {
+    if (auto r = q.restart_requests(); !r) {
+      log_error("nvme: restarting queue {} after its reset: {}", q.queue_id(), r.error().message());
     }
-  }
+  });
 }
 
 void Controller::watchdog() noexcept {
@@ -249,16 +250,13 @@ void Controller::check_health() noexcept {
   const std::uint32_t max_age = timeout_ticks();
   int late_qid = -1;
   std::uint16_t late_cid = 0;
-  {
-    std::lock_guard lock(queues_mu_);
-    for (IoQueue* q : queues_) {
-      if (late_qid < 0 && q->timed_out()) {
-        late_qid = q->qid();
-        late_cid = q->late_cid();
-      }
-      q->post_age_check(max_age);
+  table_.for_each([&](HostedQueue& q) {
+    if (const auto cid = q.late_command(); cid && late_qid < 0) {
+      late_qid = q.queue_id();
+      late_cid = *cid;
     }
-  }
+    q.post_age_check(max_age);
+  });
   if (late_qid < 0) {
     abort_deadline_.reset();  // nothing late (an aborted command completed and went again)
     return;

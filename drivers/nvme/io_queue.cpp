@@ -2,10 +2,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "base/log.hpp"
 #include "base/units.hpp"
-#include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue_internal.hpp"
 #include "mmio/barrier.hpp"
 
@@ -25,30 +25,33 @@ std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
 
 }  // namespace
 
-std::uint64_t IoQueue::memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept {
-  return align_up(entries * sizeof(Sqe), page_size) + align_up(entries * sizeof(Cqe), page_size) +
-         std::uint64_t{entries - 1} * page_size;
+IoQueue::Layout IoQueue::layout(std::uint32_t entries, std::uint32_t page_size) noexcept {
+  Layout l;
+  l.cq = align_up(entries * sizeof(Sqe), page_size);
+  l.prp_lists = l.cq + align_up(entries * sizeof(Cqe), page_size);
+  l.bytes = l.prp_lists + std::uint64_t{entries - 1} * page_size;
+  return l;
 }
 
-IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory)
+IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, const IoQueueOptions& options,
+                 dma::DmaBuffer memory)
     : engine::QueuePair(options.submission_capacity),
-      ctrl_(&ctrl),
-      bar_(&ctrl.bar()),
+      host_(&host),
+      bar_(params.bar),
       qid_(qid),
       entries_(options.entries),
-      page_size_(ctrl.page_size()),
-      max_transfer_(ctrl.max_transfer_bytes()),
+      page_size_(params.page_size),
+      max_transfer_(params.max_transfer),
       // §3.1.24: SQ y tail doorbell at 1000h + (2y) x stride, CQ y head at 1000h + (2y + 1) x stride.
-      sq_doorbell_(reg::kDoorbells + 2ULL * qid * ctrl.cap().doorbell_stride()),
-      cq_doorbell_(reg::kDoorbells + (2ULL * qid + 1) * ctrl.cap().doorbell_stride()),
+      sq_doorbell_(reg::kDoorbells + 2ULL * qid * params.doorbell_stride),
+      cq_doorbell_(reg::kDoorbells + (2ULL * qid + 1) * params.doorbell_stride),
+      layout_(layout(entries_, page_size_)),
       memory_(std::move(memory)),
-      cq_offset_(align_up(entries_ * sizeof(Sqe), page_size_)),
-      retries_(ctrl.options().retries),
+      retries_(params.retries),
       sq_(memory_.as<Sqe>()),
-      cq_(reinterpret_cast<volatile Cqe*>(memory_.as<std::uint8_t>() + cq_offset_)),
-      prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + cq_offset_ +
-                                                  align_up(entries_ * sizeof(Cqe), page_size_))),
-      prp_lists_iova_(dma::to_u64(memory_.iova_at(cq_offset_ + align_up(entries_ * sizeof(Cqe), page_size_)))),
+      cq_(reinterpret_cast<volatile Cqe*>(memory_.as<std::uint8_t>() + layout_.cq)),
+      prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + layout_.prp_lists)),
+      prp_lists_iova_(dma::to_u64(memory_.iova_at(layout_.prp_lists))),
       slots_(options.entries - 1) {
   // One command fewer than entries: a full submission queue is then never mistaken for an empty
   // one (§4.1.2), and a free slot always has a free submission queue entry.
@@ -59,10 +62,25 @@ IoQueue::IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& opti
   empty_rings();
 }
 
+Result<std::unique_ptr<IoQueue>> IoQueue::open(QueueHost& host, std::uint16_t qid, const IoQueueOptions& options,
+                                               dma::DmaBuffer memory, engine::Worker& worker, int eventfd) {
+  std::unique_ptr<IoQueue> q(new IoQueue(host, host.queue_params(), qid, options, std::move(memory)));
+  // Attached first (the worker does nothing with it until it exists on the device: its CQ is
+  // empty and nothing is submitted yet), so that the host makes it on the device and lists it in
+  // one step that a reset cannot split.
+  VFE_TRY(q->attach(worker, options.completion, eventfd));
+  VFE_TRY(host.add(*q));
+  q->registered_ = true;
+  return q;
+}
+
 IoQueue::~IoQueue() {
-  closing_.store(true, std::memory_order_release);
+  close();
+  // From here the worker neither submits nor reaps (paused): once unlisted, a reset no longer
+  // re-creates the queue, and its doorbells could name a queue the device does not have.
+  life_.store(kDestroying, std::memory_order_relaxed);
   if (registered_) {
-    ctrl_->unregister(*this);  // from here on neither the watchdog nor fail() looks at it
+    host_->unregister(*this);  // from here on neither the watchdog nor a failure looks at it
   }
   if (worker() != nullptr) {
     if (auto r = detach(); !r) {
@@ -70,7 +88,7 @@ IoQueue::~IoQueue() {
     }
   }
   // Deleted on the controller, or the controller stopped: it no longer uses our memory.
-  const bool device_done = !registered_ || ctrl_->retire(*this);
+  const bool device_done = !registered_ || host_->retire(*this);
   // What the controller completed before the deletion counts; the rest is cancelled. This runs
   // on the destroying thread, which now is the only one touching the queue.
   deleted_ = true;
@@ -98,12 +116,12 @@ IoQueue::~IoQueue() {
       },
       this);
   if (registered_ && device_done) {
-    ctrl_->release_qid(qid_);  // last: a new queue with this ID may now be made
+    host_->release_qid(qid_);  // last: a new queue with this ID may now be made
   }
 }
 
 int IoQueue::validate(const IoRequest& req) const noexcept {
-  const NamespaceInfo* ns = ctrl_->find_namespace(req.nsid);
+  const NamespaceInfo* ns = host_->find_namespace(req.nsid);
   if (ns == nullptr) {
     return -EINVAL;
   }
@@ -114,7 +132,7 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
     case IoOpcode::flush:
       return req.blocks == 0 && req.data.empty() && !req.fua ? 0 : -EINVAL;
     case IoOpcode::write_zeroes:
-      if (!ctrl_->identity().supports_write_zeroes()) {
+      if (!host_->supports_write_zeroes()) {
         return -EOPNOTSUPP;
       }
       return req.blocks != 0 && req.data.empty() && req.lba + req.blocks > req.lba ? 0 : -EINVAL;
@@ -137,11 +155,29 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
   return -EINVAL;
 }
 
+void IoQueue::close() noexcept {
+  // seq_cst store, then seq_cst loads of the count; submit counts itself in (seq_cst) before it
+  // reads life_ (seq_cst): one of the two sees the other, so a submit either refuses or is
+  // counted here. The count's release decrement hands over what that submit put in the ring.
+  std::uint8_t open = kOpen;
+  life_.compare_exchange_strong(open, kClosed, std::memory_order_seq_cst);
+  while (submitters_.load(std::memory_order_seq_cst) != 0) {
+    std::this_thread::yield();
+  }
+}
+
 int IoQueue::submit(IoRequest& req) noexcept {
-  if (closing_.load(std::memory_order_acquire)) {
+  submitters_.fetch_add(1, std::memory_order_seq_cst);
+  const int rc = submit_counted(req);
+  submitters_.fetch_sub(1, std::memory_order_release);
+  return rc;
+}
+
+int IoQueue::submit_counted(IoRequest& req) noexcept {
+  if (life_.load(std::memory_order_seq_cst) != kOpen) {
     return -ECANCELED;
   }
-  if (const int err = ctrl_->failure_errno(); err != 0) {
+  if (const int err = host_->failure_errno(); err != 0) {
     return -err;
   }
   if (const int err = validate(req); err != 0) {
@@ -150,7 +186,7 @@ int IoQueue::submit(IoRequest& req) noexcept {
   req.status = Status{};
   req.progress = IoRequest::Progress{};
   // validate() found the namespace: remember its block size so the worker looks nothing up.
-  req.progress.block_shift = static_cast<std::uint8_t>(block_shift(*ctrl_->find_namespace(req.nsid)));
+  req.progress.block_shift = static_cast<std::uint8_t>(block_shift(*host_->find_namespace(req.nsid)));
   return try_submit(&req) ? 0 : -EAGAIN;
 }
 
@@ -196,7 +232,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   std::memcpy(&sq_[sq_tail_], &cmd, sizeof(cmd));
   sq_tail_ = sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1;
   s.req = &req;
-  s.epoch = ctrl_->epoch();
+  s.epoch = host_->epoch();
   ++req.progress.in_flight;
   return Issue::issued;
 }
@@ -226,15 +262,16 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
   return true;
 }
 
+// A reset under way, or the queue being destroyed (see ~IoQueue).
 bool IoQueue::paused() const noexcept {
-  return ctrl_->state() == ControllerState::resetting;
+  return host_->state() == ControllerState::resetting || life_.load(std::memory_order_relaxed) == kDestroying;
 }
 
 std::size_t IoQueue::submit_to_device(std::span<engine::Request*> reqs) noexcept {
   if (paused()) {
     return 0;  // they wait (in the ring, then -EAGAIN) until the controller is back
   }
-  const int failed = ctrl_->failure_errno();
+  const int failed = host_->failure_errno();
   std::uint64_t issued = issue_retries(failed);
   std::size_t taken = 0;
   // New requests only once every request put aside is on its way: that bounds retry_.
@@ -282,7 +319,7 @@ std::size_t IoQueue::reap_completions() noexcept {
   }
   const std::size_t n = reap();
   if (!retry_.empty()) {
-    ring_sq(issue_retries(ctrl_->failure_errno()));  // slots came free
+    ring_sq(issue_retries(host_->failure_errno()));  // slots came free
   }
   return n;
 }
@@ -321,8 +358,10 @@ void IoQueue::finish_command(std::uint16_t slot, int err, Status st) noexcept {
   slots_[slot].req = nullptr;
   free_.push_back(slot);
   if (req.progress.error == 0) {
-    if (!st.ok() && !st.dnr && req.progress.attempts < retries_) {
-      req.progress.retry = true;  // §4.6.1.2: without DNR the same command may succeed again
+    // §4.6.1.2: without DNR the same command may succeed again; not on a queue being deleted
+    // (its commands come back aborted by the deletion, and go nowhere).
+    if (!st.ok() && !st.dnr && req.progress.attempts < retries_ && !deleted_) {
+      req.progress.retry = true;
     } else if (!st.ok()) {
       req.status = st;
       req.progress.error = -to_errno(st);

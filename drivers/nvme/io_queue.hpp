@@ -5,18 +5,18 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "base/result.hpp"
 #include "dma/dma_buffer.hpp"
 #include "drivers/nvme/io_request.hpp"
+#include "drivers/nvme/queue_host.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "engine/queue_pair.hpp"
 #include "mmio/region.hpp"
 
 namespace vfe::nvme {
-
-class Controller;
 
 /// The most entries an I/O queue may have: a command ID is 4 bits of generation and 12 bits of
 /// slot (as Linux's nvme driver does), so a late completion of a command the queue gave up on
@@ -54,9 +54,10 @@ struct IoQueueStats {
 /// the data path there are no MMIO reads, locks, allocations or system calls.
 ///
 /// While the controller is reset (see `Controller`), the worker neither submits nor reaps; the
-/// controller collects what was in flight (`requeue_in_flight`), re-creates the queue on the
-/// device with the same ID and memory, and the worker sends the collected requests again
-/// (`restart`). The object, its ID and its worker stay the same throughout.
+/// controller collects what was in flight, re-creates the queue on the device with the same ID
+/// and memory, and the worker sends the collected requests again. The object, its ID and its
+/// worker stay the same throughout. The controller reaches the queue only through the
+/// `HostedQueue` interface (a private base), the queue its controller only through `QueueHost`.
 ///
 /// Destruction (from a thread other than the worker, best after the requests have completed):
 /// the queue is detached, the controller deletes it (§5.6 the SQ, then §5.5 the CQ), and what is
@@ -68,21 +69,35 @@ struct IoQueueStats {
 /// The engine's `QueuePair` is a private base: its `try_submit` and `submit_bulk` would skip the
 /// validation `submit` does (a request sent that way could get PRPs for the wrong length), so
 /// only `submit` takes requests.
-class IoQueue final : private engine::QueuePair {
+class IoQueue final : private engine::QueuePair, private HostedQueue {
  public:
   using engine::QueuePair::completion_mode;
   using engine::QueuePair::worker;
 
+  /// Made by `Controller::create_io_queue`, which claims `qid` and allocates `memory`
+  /// (`memory_bytes(options.entries, page size)`, page aligned): attaches the queue to `worker`
+  /// (`eventfd`: its MSI-X vector's, or -1 when polled), then has `host` create it on the device
+  /// and list it.
+  [[nodiscard]] static Result<std::unique_ptr<IoQueue>> open(QueueHost& host, std::uint16_t qid,
+                                                             const IoQueueOptions& options, dma::DmaBuffer memory,
+                                                             engine::Worker& worker, int eventfd);
   ~IoQueue() override;
 
-  /// Hands `req` to the worker. Returns 0; -EAGAIN when the submission ring is full (retry);
-  /// (also while the controller is being reset: the request waits in the ring, and goes to the
-  /// device once it is back); -EINVAL for a request that cannot be described (unknown namespace, data size not blocks x
-  /// block size, a layout PRPs cannot express, zero blocks, LBA overflow); -EOPNOTSUPP for write
-  /// zeroes on a controller without it; -ENODEV (or the failure's errno) once the controller
-  /// failed; -ECANCELED once the queue is being destroyed. Only on 0 will `on_complete` run. Any
-  /// thread; noexcept; no allocation.
+  /// Hands `req` to the worker. Returns 0; -EAGAIN when the submission ring is full (retry;
+  /// also while the controller is being reset: the request waits in the ring, and goes to the
+  /// device once it is back); -EINVAL for a request that cannot be described (unknown
+  /// namespace, data size not blocks x block size, a layout PRPs cannot express, zero blocks,
+  /// LBA overflow); -EOPNOTSUPP for write zeroes on a controller without it; -ENODEV (or the
+  /// failure's errno) once the controller failed; -ECANCELED once the queue is closed (`close`,
+  /// or being destroyed). Only on 0 will `on_complete` run. Any thread; noexcept; no allocation.
   [[nodiscard]] int submit(IoRequest& req) noexcept;
+  /// Stops taking requests: once it returns, every `submit` returns -ECANCELED and no `submit`
+  /// begun before is still running. Requests already taken complete as usual. Any thread;
+  /// idempotent. The destructor begins with it. When other threads may still be submitting,
+  /// close first, and destroy the queue once they have stopped (have seen -ECANCELED): a
+  /// `submit` that begins after the destructor returned uses freed memory, which no queue can
+  /// refuse.
+  void close() noexcept;
 
   /// The queue ID on the controller (also its MSI-X vector in interrupt and adaptive modes).
   [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
@@ -90,45 +105,42 @@ class IoQueue final : private engine::QueuePair {
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
   /// Counters, readable from any thread (relaxed).
   [[nodiscard]] const IoQueueStats& stats() const noexcept { return stats_; }
-
-  /// Watchdog: asks the worker to look for commands older than `max_age` ticks (at most one
-  /// such request outstanding; skipped when the worker's task ring is full).
-  void post_age_check(std::uint32_t max_age) noexcept;
-  /// Worker only (Controller::fail runs it there once the controller is disabled; ~IoQueue on
-  /// the destroying thread once the queue is detached): every
-  /// command in flight, and every request waiting to be sent again, completes with `err`
-  /// (negative errno) and the completion queue is no longer read.
-  void fail_in_flight(int err) noexcept;
-  /// Worker only, while the controller is reset and after it stopped DMA: reaps what the
-  /// controller completed, then puts every request in flight aside to be sent again (or fails it
-  /// with `err` once it is out of retries), and empties the queue for its re-creation.
-  void requeue_in_flight(int err) noexcept;
-  /// Worker only, once the queue exists on the device again: sends the requests put aside.
-  void restart() noexcept;
-  /// §5.3 Create I/O Completion Queue (interrupts on vector = queue ID unless polled), then §5.4
-  /// Create I/O Submission Queue; `generation` is the controller's reset count it belongs to.
-  [[nodiscard]] Result<void> create_on_device(std::uint64_t generation);
-  /// §5.6 Delete I/O Submission Queue (the controller aborts its commands), then §5.5 the CQ.
-  [[nodiscard]] Result<void> delete_on_device();
-  /// The controller reset count at which the queue was last created on the device.
-  [[nodiscard]] std::uint64_t device_generation() const noexcept { return device_generation_; }
   /// Bytes of queue memory for `entries`: [SQ | CQ | one PRP list page per command slot].
-  [[nodiscard]] static std::uint64_t memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept;
-  /// True when the last check_ages found a command too old (read by the watchdog); `late_cid()`
-  /// is then that command's ID.
-  [[nodiscard]] bool timed_out() const noexcept { return timed_out_.load(std::memory_order_acquire); }
-  [[nodiscard]] std::uint16_t late_cid() const noexcept {
-    return static_cast<std::uint16_t>(late_cid_.load(std::memory_order_relaxed));
+  [[nodiscard]] static std::uint64_t memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept {
+    return layout(entries, page_size).bytes;
   }
 
  private:
-  friend class Controller;
   struct Slot {
     IoRequest* req = nullptr;
     std::uint32_t epoch = 0;
     std::uint16_t generation = 0;  // of the command in it; the CID's top 4 bits
   };
-  IoQueue(Controller& ctrl, std::uint16_t qid, const IoQueueOptions& options, dma::DmaBuffer memory);
+  // Byte offsets in the queue memory: the SQ at 0, then the CQ, then the PRP list pages.
+  struct Layout {
+    std::uint64_t cq = 0;
+    std::uint64_t prp_lists = 0;
+    std::uint64_t bytes = 0;
+  };
+  [[nodiscard]] static Layout layout(std::uint32_t entries, std::uint32_t page_size) noexcept;
+  IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, const IoQueueOptions& options,
+          dma::DmaBuffer memory);
+
+  // HostedQueue (io_queue_recovery.cpp): what the controller does to the queue.
+  [[nodiscard]] std::uint16_t queue_id() const noexcept override { return qid_; }
+  [[nodiscard]] Result<void> create_on_device(std::uint64_t generation) override;
+  [[nodiscard]] Result<void> delete_on_device() override;
+  [[nodiscard]] std::uint64_t device_generation() const noexcept override { return device_generation_; }
+  [[nodiscard]] Result<void> fail_requests(int err) override;
+  [[nodiscard]] Result<void> requeue_requests(int err) override;
+  [[nodiscard]] Result<void> restart_requests() override;
+  void post_age_check(std::uint32_t max_age) noexcept override;
+  [[nodiscard]] std::optional<std::uint16_t> late_command() const noexcept override;
+
+  // Worker only (or the destroying thread once detached): the bodies of the calls above.
+  void fail_in_flight(int err) noexcept;
+  void requeue_in_flight(int err) noexcept;
+  void restart() noexcept;
   void check_ages() noexcept;
   [[nodiscard]] bool find_late() noexcept;
   [[nodiscard]] bool paused() const noexcept;
@@ -147,8 +159,9 @@ class IoQueue final : private engine::QueuePair {
   void finish_command(std::uint16_t slot, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
   [[nodiscard]] int validate(const IoRequest& req) const noexcept;
+  [[nodiscard]] int submit_counted(IoRequest& req) noexcept;
 
-  Controller* ctrl_;
+  QueueHost* host_;
   mmio::Bar* bar_;
   std::uint16_t qid_;
   std::uint32_t entries_;
@@ -156,8 +169,8 @@ class IoQueue final : private engine::QueuePair {
   std::uint64_t max_transfer_;
   std::uint64_t sq_doorbell_;
   std::uint64_t cq_doorbell_;
-  dma::DmaBuffer memory_;  // [SQ | CQ | one PRP list page per command slot], page aligned
-  std::uint64_t cq_offset_;
+  Layout layout_;
+  dma::DmaBuffer memory_;  // laid out by layout_, page aligned
   std::uint32_t retries_;  // ControllerOptions::retries
   Sqe* sq_;
   volatile Cqe* cq_;
@@ -174,10 +187,14 @@ class IoQueue final : private engine::QueuePair {
   bool dead_ = false;     // fail_in_flight ran: the completion queue is no longer read
   bool deleted_ = false;  // gone from the controller: its doorbells must not be written
 
-  std::atomic<bool> closing_{false};  // the destructor began: submit refuses
+  // open: submit takes requests; closed: submit refuses (close()); destroying: the worker is
+  // paused too (~IoQueue). The submitters in submit() are counted, on a line of their own.
+  static constexpr std::uint8_t kOpen = 0, kClosed = 1, kDestroying = 2;
+  std::atomic<std::uint8_t> life_{kOpen};
+  alignas(64) std::atomic<std::uint32_t> submitters_{0};
 
-  bool registered_ = false;  // the controller lists it (set by create_io_queue)
-  std::uint64_t device_generation_ = 0;  // written under the controller's fail_mu_
+  bool registered_ = false;  // the host lists it (set by open)
+  std::uint64_t device_generation_ = 0;  // written under the host's lock
   std::atomic<bool> timed_out_{false};
   std::atomic<std::uint32_t> late_cid_{0};  // published by timed_out_'s release store
   std::atomic<bool> check_pending_{false};  // a check_ages task is posted and not yet run

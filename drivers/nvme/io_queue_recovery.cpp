@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "base/log.hpp"
-#include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue.hpp"
 #include "drivers/nvme/io_queue_internal.hpp"
 
@@ -75,7 +74,26 @@ void IoQueue::empty_rings() noexcept {
 }
 
 void IoQueue::restart() noexcept {
-  ring_sq(issue_retries(ctrl_->failure_errno()));
+  ring_sq(issue_retries(host_->failure_errno()));
+}
+
+Result<void> IoQueue::fail_requests(int err) {
+  return worker()->run_sync([this, err] { fail_in_flight(err); });
+}
+
+Result<void> IoQueue::requeue_requests(int err) {
+  return worker()->run_sync([this, err] { requeue_in_flight(err); });
+}
+
+Result<void> IoQueue::restart_requests() {
+  return worker()->run_sync([this] { restart(); });
+}
+
+std::optional<std::uint16_t> IoQueue::late_command() const noexcept {
+  if (!timed_out_.load(std::memory_order_acquire)) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(late_cid_.load(std::memory_order_relaxed));
 }
 
 void IoQueue::post_age_check(std::uint32_t max_age) noexcept {
@@ -106,7 +124,7 @@ void IoQueue::check_ages() noexcept {
 // True when a command is older than check_max_age_ ticks; late_cid_ is then its ID.
 bool IoQueue::find_late() noexcept {
   // Read here, after every stamp this thread wrote: no stamp is newer than `now`.
-  const std::uint32_t now = ctrl_->epoch();
+  const std::uint32_t now = host_->epoch();
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     const Slot& s = slots_[slot];
     if (s.req != nullptr && now - s.epoch > check_max_age_) {
@@ -123,21 +141,21 @@ Result<void> IoQueue::create_on_device(std::uint64_t generation) {
   const std::uint32_t size_and_id = ((entries_ - 1) << 16) | qid_;
   Sqe cq{};
   cq.opcode = admin::kCreateCq;
-  cq.prp1 = dma::to_u64(memory_.iova_at(cq_offset_));
+  cq.prp1 = dma::to_u64(memory_.iova_at(layout_.cq));
   cq.cdw10 = size_and_id;
   // Physically contiguous (PC); with interrupts enabled (IEN) on vector IV = the queue ID.
   cq.cdw11 = 1U | (interrupts ? (2U | (static_cast<std::uint32_t>(qid_) << 16)) : 0U);
-  VFE_TRY(ctrl_->admin(cq, "create I/O completion queue"));
+  VFE_TRY(host_->admin(cq, "create I/O completion queue"));
   Sqe sq{};
   sq.opcode = admin::kCreateSq;
   sq.prp1 = dma::to_u64(memory_.iova());
   sq.cdw10 = size_and_id;
   sq.cdw11 = 1U | (static_cast<std::uint32_t>(qid_) << 16);  // PC, CQID
-  if (auto r = ctrl_->admin(sq, "create I/O submission queue"); !r) {
+  if (auto r = host_->admin(sq, "create I/O submission queue"); !r) {
     Sqe del{};
     del.opcode = admin::kDeleteCq;
     del.cdw10 = qid_;
-    static_cast<void>(ctrl_->admin(del, "delete I/O completion queue"));
+    static_cast<void>(host_->admin(del, "delete I/O completion queue"));
     return std::move(r).error();
   }
   device_generation_ = generation;
@@ -148,11 +166,11 @@ Result<void> IoQueue::delete_on_device() {
   Sqe sq{};
   sq.opcode = admin::kDeleteSq;
   sq.cdw10 = qid_;
-  VFE_TRY(ctrl_->admin(sq, "delete I/O submission queue"));
+  VFE_TRY(host_->admin(sq, "delete I/O submission queue"));
   Sqe cq{};
   cq.opcode = admin::kDeleteCq;
   cq.cdw10 = qid_;
-  VFE_TRY(ctrl_->admin(cq, "delete I/O completion queue"));
+  VFE_TRY(host_->admin(cq, "delete I/O completion queue"));
   return ok();
 }
 

@@ -8,6 +8,7 @@
 // asks for the device back, they complete once it is given back, not before.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -162,6 +163,9 @@ TEST(NvmeDmaStop, AControllerWhoseDmaCannotBeStoppedKeepsItsRequestsAndQueueMemo
 // asks again 10 s later, the release works, and only then do the requests complete (those the
 // device finished meanwhile with their own status, the rest with ENODEV).
 TEST(NvmeDmaStop, RequestsOfADeviceTheKernelWantsBackCompleteOnlyOnceItIsGivenBack) {
+  if (!is_root()) {
+    GTEST_SKIP() << "unbinding a device from vfio-pci needs root";
+  }
   HeldIo h;
   ASSERT_NO_FATAL_FAILURE(VFE_ASSERT_OK(hold_io(h)));
   ASSERT_TRUE(h.ctrl->watches_device_requests());
@@ -171,7 +175,11 @@ TEST(NvmeDmaStop, RequestsOfADeviceTheKernelWantsBackCompleteOnlyOnceItIsGivenBa
   ASSERT_NO_FATAL_FAILURE(detach_and_wait_for_failure(h));
   h.sys.fail_fixed_maps = true;  // the first release cannot let go of BAR0
   // Blocks until this process gives the device back; vfio-pci sends the request meanwhile.
-  std::thread unbind([&] { std::ofstream("/sys/bus/pci/drivers/vfio-pci/unbind") << bdf << std::flush; });
+  std::atomic<bool> unbound{false};
+  std::thread unbind([&] {
+    std::ofstream f("/sys/bus/pci/drivers/vfio-pci/unbind");
+    unbound = static_cast<bool>(f << bdf << std::flush);
+  });
   std::this_thread::sleep_for(milliseconds(2000));
   EXPECT_FALSE(h.ctrl->released()) << "the release was to fail";
   for (std::size_t k = 0; k < kSlots; ++k) {
@@ -181,6 +189,7 @@ TEST(NvmeDmaStop, RequestsOfADeviceTheKernelWantsBackCompleteOnlyOnceItIsGivenBa
   h.sys.fail_config_writes = false;
   h.sys.fail_device_reset = false;
   unbind.join();  // the next request (10 s on) releases the device, and the unbind ends
+  ASSERT_TRUE(unbound) << "writing " << bdf << " to vfio-pci's unbind failed";
   const auto end = std::chrono::steady_clock::now() + milliseconds(2000);
   while (!h.ctrl->released() && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(milliseconds(5));  // the unbind ends inside the release

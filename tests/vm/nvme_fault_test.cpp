@@ -1,5 +1,6 @@
-// The NVMe driver when things go wrong: a read past the namespace end, and a process killed
-// mid-I/O. In each, every request completes exactly once, and the controller can be used again.
+// The NVMe driver when things go wrong: a read past the namespace end, a process killed mid-I/O,
+// and a queue closed while other threads submit. In each, every request completes exactly once,
+// and the controller can be used again.
 // Faults the driver recovers from (an FLR, a fatal status, a lost interrupt) are in
 // nvme_recovery_test.cpp.
 #include <gtest/gtest.h>
@@ -7,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/vm/nvme_support.hpp"
@@ -128,6 +131,72 @@ TEST(NvmeFaults, ProcessKilledMidIoThenANewOneUsesTheController) {
   VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));  // usable after its user died mid-I/O
   VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   expect_controller_works(*c, *w, 0);
+}
+
+// Four threads submit reads as fast as they can (each request again once it completed) while
+// the test thread closes the queue: each submit is either taken, and its request completes once
+// and successfully, or refused with -ECANCELED; none is taken once close() returned; then the
+// queue is destroyed with nothing left behind.
+TEST(NvmeFault, CloseWhileOtherThreadsSubmitTakesEachRequestOrRefusesIt) {
+  VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
+  VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
+  VFE_ASSERT_OK_AND_ASSIGN(const dma::DmaBuffer buf, dma::DmaBuffer::allocate(c->dma_space(), 4096));
+  const nvme::DataSegment seg{buf.iova(), 4096};
+  constexpr int kThreads = 4, kPerThread = 16;
+  std::vector<std::unique_ptr<WaitableRequest>> reqs;  // before the queue: it goes first
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    reqs.push_back(std::make_unique<WaitableRequest>(w.get(), IoOpcode::read, kScratchBegin / kBlock, 8,
+                                                     std::span<const nvme::DataSegment>(&seg, 1)));
+  }
+  VFE_ASSERT_OK_AND_ASSIGN(auto q, c->create_io_queue(*w, {.entries = 33}));
+  std::atomic<bool> closed{false};
+  std::atomic<std::uint64_t> taken{0}, taken_after_close{0}, failed{0}, odd{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      std::vector<bool> sent(kPerThread, false);
+      for (int i = 0;; i = (i + 1) % kPerThread) {
+        WaitableRequest& r = *reqs[t * kPerThread + i];
+        if (sent[i]) {
+          if (r.completions.load(std::memory_order_acquire) == 0) {
+            continue;  // still in flight
+          }
+          failed += r.result.load() != 0 ? 1 : 0;
+          r.completions.store(0);
+        }
+        const bool after = closed.load(std::memory_order_acquire);
+        const int rc = q->submit(r);
+        if (rc == -ECANCELED) {
+          return;
+        }
+        sent[i] = rc == 0;
+        taken += rc == 0 ? 1 : 0;
+        taken_after_close += rc == 0 && after ? 1 : 0;
+        odd += rc != 0 && rc != -EAGAIN ? 1 : 0;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  q->close();
+  closed.store(true, std::memory_order_release);
+  for (auto& s : submitters) {
+    s.join();
+  }
+  EXPECT_EQ(taken_after_close.load(), 0U) << "a submit was taken after close() returned";
+  EXPECT_EQ(odd.load(), 0U) << "a submit failed with something other than -EAGAIN or -ECANCELED";
+  EXPECT_EQ(q->submit(*reqs[0]), -ECANCELED);
+  // What was taken completes as usual, each once.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (q->stats().requests.load() < taken.load() && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // would a late duplicate show?
+  EXPECT_EQ(q->stats().requests.load(), taken.load());
+  EXPECT_EQ(q->stats().errors.load(), 0U);
+  EXPECT_EQ(failed.load(), 0U);
+  EXPECT_GT(taken.load(), static_cast<std::uint64_t>(kThreads * kPerThread)) << "the threads hardly submitted";
+  std::printf("close: %llu requests taken and completed before the queue closed\n",
+              static_cast<unsigned long long>(taken.load()));
 }
 
 }  // namespace

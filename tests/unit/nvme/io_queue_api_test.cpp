@@ -1,9 +1,11 @@
 // What IoQueue lets an application do, checked at compile time: requests go in through `submit`
-// only, never through the engine's unvalidated `try_submit` / `submit_bulk`.
+// only, never through the engine's unvalidated `try_submit` / `submit_bulk`; and what only its
+// controller may do (re-create it, requeue or fail its requests) is out of reach.
 #include <gtest/gtest.h>
 
 #include <type_traits>
 
+#include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue.hpp"
 
 namespace vfe::nvme {
@@ -15,6 +17,24 @@ template <class Q>
 concept HasSubmitBulk = requires(Q& q, std::span<engine::Request* const> r) { q.submit_bulk(r); };
 template <class Q>
 concept HasSubmit = requires(Q& q, IoRequest& r) { q.submit(r); };
+
+template <class Q>
+concept HasRequeue = requires(Q& q) { q.requeue_requests(0); };
+template <class Q>
+concept HasCreateOnDevice = requires(Q& q) { q.create_on_device(0); };
+template <class C>
+concept HasRetire = requires(C& c, HostedQueue& q) { c.retire(q); };
+
+TEST(IoQueueApi, WhatOnlyTheControllerMayDoIsPrivate) {
+  static_assert(!HasRequeue<IoQueue>);
+  static_assert(!HasCreateOnDevice<IoQueue>);
+  static_assert(!std::is_convertible_v<IoQueue*, HostedQueue*>, "the controller's view is not the application's");
+  static_assert(!HasRetire<Controller>);
+  static_assert(!std::is_convertible_v<Controller*, QueueHost*>, "the queues' view is not the application's");
+  // The concepts see a public member where there is one:
+  EXPECT_TRUE(HasRequeue<HostedQueue>);
+  EXPECT_TRUE(HasRetire<QueueHost>);
+}
 
 TEST(IoQueueApi, OnlyValidatedSubmissionIsOffered) {
   static_assert(HasSubmit<IoQueue>);
