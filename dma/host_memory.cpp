@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "base/fd.hpp"
@@ -48,6 +49,29 @@ Result<void> bind_to_node(void* data, std::uint64_t size, int node) {
   return ok();
 }
 
+// Free 2 MiB hugepages on NUMA node `node`, or -1 when the kernel does not say.
+long free_hugepages_on(int node) {
+  std::ifstream f(fmt::format("/sys/devices/system/node/node{}/hugepages/hugepages-2048kB/free_hugepages", node));
+  long n = -1;
+  return (f >> n) ? n : -1;
+}
+
+// Hugepage memory is reserved from the global pool when it is mapped, but a fault under a strict
+// binding to a node without free hugepages kills the process (SIGBUS): bind only where there are
+// enough. (Another process may still take them in between; the kernel offers no way to reserve
+// on one node.)
+bool node_has_hugepages(int node, std::uint64_t bytes) {
+  const long free = free_hugepages_on(node);
+  const auto needed = static_cast<long>(bytes / kHugePage);
+  if (free >= 0 && free < needed) {
+    log_warn("NUMA node {} has {} free 2 MiB hugepages and {} are needed: this DMA memory is not bound to "
+             "it (reserve them there: /sys/devices/system/node/node{}/hugepages/hugepages-2048kB/nr_hugepages)",
+             node, free, needed, node);
+    return false;
+  }
+  return true;
+}
+
 // Maps `size` bytes backed by 2 MiB hugepages, or nothing (nullptr) when none can be had.
 void* map_hugepages(std::uint64_t size) {
   Fd fd(::memfd_create("vfe-dma", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB));
@@ -79,7 +103,7 @@ Result<HostMemory> HostMemory::allocate(std::uint64_t size, const MemoryOptions&
     }
   }
   HostMemory mem(data, align_up(size, page), page);
-  if (options.numa_node >= 0) {
+  if (options.numa_node >= 0 && (page != kHugePage || node_has_hugepages(options.numa_node, mem.size_))) {
     VFE_TRY(bind_to_node(mem.data_, mem.size_, options.numa_node));  // before the first touch
   }
   // Touch every page now so the memory is there (and on the bound node) before it is pinned.

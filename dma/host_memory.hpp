@@ -15,7 +15,9 @@ struct MemoryOptions {
   /// reserved (/proc/sys/vm/nr_hugepages). false: always 4 KiB pages.
   bool hugepages = true;
   /// Bind the memory to this NUMA node (through hwloc) before it is touched; -1: the kernel's
-  /// default policy (usually the node of the allocating thread).
+  /// default policy (usually the node of the allocating thread). Hugepage memory is bound only
+  /// when the node has enough free hugepages (else a warning, and the kernel's default policy):
+  /// a strictly bound hugepage fault on a node without any kills the process.
   int numa_node = -1;
 };
 

@@ -1,11 +1,13 @@
 #pragma once
 /// \file
 /// `AdminQueue`: the controller's admin submission/completion queue pair (NVMe 1.4 §4.1.1), used
-/// synchronously on setup paths.
+/// synchronously on setup paths, plus the Asynchronous Event Requests that wait in it.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 #include "base/result.hpp"
 #include "drivers/nvme/spec.hpp"
@@ -17,6 +19,10 @@ namespace vfe::nvme {
 /// doorbell, and polls the completion queue's phase tag for the answer (the admin queue's
 /// interrupt, vector 0, is not used). Thread-safe: a mutex serialises callers (setup paths and
 /// the controller's watchdog only; never the data path).
+///
+/// Besides, up to kMaxPosted commands may wait in the controller without anyone waiting for them
+/// (`post`: Asynchronous Event Requests, which complete when something happens). Their
+/// completions are put aside when they arrive during `execute`, and handed out by `take_posted`.
 ///
 /// The memory belongs to the controller: `sq` holds `entries` 64-byte entries and `cq` as many
 /// 16-byte ones, both zeroed by `reset()`, which must run before the controller is enabled.
@@ -34,6 +40,20 @@ class AdminQueue {
   /// completion would be mistaken for the next command's.
   [[nodiscard]] Result<Cqe> execute(Sqe cmd, std::chrono::milliseconds timeout, const char* what);
 
+  /// Most posted commands outstanding at once (§5.2: Linux keeps one AER; AERL allows more).
+  static constexpr std::size_t kMaxPosted = 4;
+  /// Submits `cmd` (its command id is chosen here) without waiting for it. EBUSY with
+  /// kMaxPosted outstanding; EIO once the queue is broken.
+  [[nodiscard]] Result<void> post(Sqe cmd, const char* what);
+  /// The completions of posted commands that arrived since the last call (those found now
+  /// included), in arrival order. Each posted command is no longer outstanding once handed out.
+  [[nodiscard]] std::vector<Cqe> take_posted();
+  /// Posted commands not completed yet.
+  [[nodiscard]] std::size_t posted() {
+    std::lock_guard lock(mu_);
+    return posted_count_;
+  }
+
   [[nodiscard]] std::uint16_t entries() const noexcept { return entries_; }
   /// True after a command timed out or got a foreign completion: until `reset()`, the
   /// controller may be working on something nobody waits for.
@@ -44,6 +64,11 @@ class AdminQueue {
 
  private:
   [[nodiscard]] bool completion_ready() const noexcept;
+  // mu_ held, for the helpers below.
+  [[nodiscard]] bool reap_one(Cqe& out) noexcept;
+  [[nodiscard]] bool take_if_posted(const Cqe& c);
+  [[nodiscard]] std::uint16_t next_cid() noexcept;
+  void push(Sqe& cmd) noexcept;
 
   mmio::Bar* bar_;
   std::uint32_t stride_;
@@ -56,6 +81,9 @@ class AdminQueue {
   std::uint16_t phase_ = 1;
   std::uint16_t next_cid_ = 0;
   bool broken_ = false;
+  std::array<std::uint16_t, kMaxPosted> posted_cids_{};  // the first posted_count_ are outstanding
+  std::size_t posted_count_ = 0;
+  std::vector<Cqe> posted_done_;  // completions of posted commands, not handed out yet
 };
 
 }  // namespace vfe::nvme

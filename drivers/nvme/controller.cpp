@@ -89,6 +89,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   auto stop = ScopeGuard([this]() noexcept { static_cast<void>(stop_dma()); });
   VFE_TRY(identify());
   VFE_TRY(set_queue_count(options.io_queues));
+  VFE_TRY(arm_events());
   stop.dismiss();
   up_ = true;
   return ok();
@@ -171,6 +172,20 @@ Result<void> Controller::identify_page(std::uint32_t cns_value, std::uint32_t ns
   std::memset(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, 0, kIdentifySize);
   VFE_TRY(admin(cmd, what));
   return ok();
+}
+
+// §5.14 Get Log Page: the first `bytes` (a multiple of 4, at most a page) of log `lid`, with
+// Retain Asynchronous Event clear, so reading the page lets the controller report the next event.
+Result<std::vector<std::uint8_t>> Controller::read_log(std::uint8_t lid, std::uint32_t bytes) {
+  Sqe cmd{};
+  cmd.opcode = admin::kGetLogPage;
+  cmd.nsid = ~0U;  // the controller as a whole
+  cmd.prp1 = dma::to_u64(admin_mem_->iova_at(kIdentifyOffset));
+  cmd.cdw10 = lid | ((bytes / 4 - 1) << 16);  // LID, NUMDL (0's based dwords)
+  std::uint8_t* page = admin_mem_->as<std::uint8_t>() + kIdentifyOffset;
+  std::memset(page, 0, kIdentifySize);
+  VFE_TRY(admin(cmd, "get log page"));
+  return std::vector<std::uint8_t>(page, page + bytes);
 }
 
 // §5.15: the controller, its active namespaces, and each of them.

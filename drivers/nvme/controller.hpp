@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "dma/dma_buffer.hpp"
 #include "dma/dma_space.hpp"
 #include "drivers/nvme/admin_queue.hpp"
+#include "drivers/nvme/events.hpp"
 #include "drivers/nvme/identify.hpp"
 #include "drivers/nvme/io_queue.hpp"
 #include "drivers/nvme/queue_host.hpp"
@@ -56,6 +58,11 @@ struct ControllerOptions {
   /// The kernel seam (vfio/sys.hpp); nullptr for the real kernel. Tests pass one that fails
   /// chosen calls.
   vfio::Sys* sys = nullptr;
+  /// Called for each asynchronous event (§5.2: health and temperature warnings, namespace
+  /// changes, firmware activation), with the log page it names, on the watchdog thread: it must
+  /// return soon and make no setup call on this controller (see `Controller`). Events are
+  /// logged either way.
+  std::function<void(const AsyncEvent&)> on_event;
 };
 
 /// Counters of one controller, readable from any thread (relaxed).
@@ -64,6 +71,7 @@ struct ControllerStats {
   std::atomic<std::uint64_t> timeouts{0};  ///< commands found older than io_timeout
   std::atomic<std::uint64_t> aborts{0};    ///< Abort commands the controller accepted
   std::atomic<std::uint64_t> aborts_refused{0};  ///< Abort commands it answered "not aborted"
+  std::atomic<std::uint64_t> events{0};          ///< asynchronous events reported
 };
 
 /// Owns the VFIO device of one NVMe controller: BAR0, MSI-X vectors, the DMA space and the
@@ -207,6 +215,12 @@ class Controller final : private QueueHost {
   void release_device() noexcept;
   [[nodiscard]] bool stop_dma() noexcept;
   [[nodiscard]] bool clear_bus_master() noexcept;
+  // Asynchronous events (controller_events.cpp): armed at bring-up and after each reset,
+  // handled by the watchdog.
+  [[nodiscard]] Result<void> arm_events();
+  void handle_events() noexcept;
+  void handle_event(AsyncEvent ev) noexcept;
+  [[nodiscard]] Result<std::vector<std::uint8_t>> read_log(std::uint8_t lid, std::uint32_t bytes);
   // fail_mu_ held: once DMA is confirmed stopped, the queues' requests complete with `err`.
   void settle_failure(int err) noexcept;
   // QueueHost (controller_queues.cpp): the queues' side of the table.
@@ -237,8 +251,14 @@ class Controller final : private QueueHost {
 
   // state_, fail_errno_, epoch_ and namespaces_ live in QueueHost, where the queues read them.
   ControllerStats stats_;
-  // Watchdog only: after an Abort, the epoch until which a late command gets to complete as aborted.
-  std::optional<std::uint32_t> abort_deadline_;
+  // Watchdog only: the command last aborted, and the epoch until which late commands get to
+  // complete (aborted or not) before the controller is reset.
+  struct AbortSent {
+    std::uint32_t deadline;  // epoch
+    std::uint16_t qid;
+    std::uint16_t cid;
+  };
+  std::optional<AbortSent> abort_;
   // Guarded by fail_mu_: resets so far (a queue created at another count is gone from the
   // device), and when the recent ones began.
   std::uint64_t reset_count_ = 0;

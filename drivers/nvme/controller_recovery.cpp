@@ -121,7 +121,7 @@ void Controller::recover(int err, const std::string& why) {
   // From here the workers neither submit nor reap (IoQueue::paused); the submitters' requests wait.
   state_.store(ControllerState::resetting, std::memory_order_release);
   ++reset_count_;
-  abort_deadline_.reset();  // whatever was aborted goes again from the start
+  abort_.reset();  // whatever was aborted goes again from the start
   if (auto r = stop_for_reset(); !r) {
     return fail_locked(err, fmt::format("{}; the reset could not stop the controller: {}", why, r.error().message()));
   }
@@ -181,7 +181,8 @@ Result<void> Controller::reinitialize() {
     }
     made = q.create_on_device(reset_count_);
   });
-  return made;
+  VFE_TRY(std::move(made));
+  return arm_events();  // the reset dropped the event requests
 }
 
 // A namespace that changed size or format since bring-up would put requests on the wrong
@@ -227,6 +228,7 @@ void Controller::watchdog() noexcept {
       on_device_request();
     }
     check_health();
+    handle_events();
     lock.lock();
   }
 }
@@ -258,7 +260,7 @@ void Controller::check_health() noexcept {
     q.post_age_check(max_age);
   });
   if (late_qid < 0) {
-    abort_deadline_.reset();  // nothing late (an aborted command completed and went again)
+    abort_.reset();  // nothing late (an aborted command completed and went again)
     return;
   }
   on_late_command(static_cast<std::uint16_t>(late_qid), late_cid);
@@ -269,18 +271,19 @@ void Controller::check_health() noexcept {
 // agreed to abort it (one that refuses may still finish the command).
 void Controller::on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept {
   const std::uint32_t now = epoch();
-  if (abort_deadline_) {
-    if (static_cast<std::int32_t>(now - *abort_deadline_) < 0) {
+  if (abort_) {
+    if (static_cast<std::int32_t>(now - abort_->deadline) < 0) {
       return;  // the abort, or the command, is still under way
     }
-    abort_deadline_.reset();
-    return recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, nor within "
-                                          "{} ms of an Abort",
-                                          qid, options_.io_timeout.count(), options_.io_timeout.count()));
+    const AbortSent sent = *abort_;
+    abort_.reset();
+    return recover(ETIMEDOUT, fmt::format("commands on I/O queue {} are still late {} ms after the Abort of "
+                                          "command {:#x} on queue {}",
+                                          qid, options_.io_timeout.count(), sent.cid, sent.qid));
   }
   stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
   if (abort_command(qid, cid)) {
-    abort_deadline_ = now + timeout_ticks();
+    abort_ = AbortSent{now + timeout_ticks(), qid, cid};
     return;
   }
   recover(ETIMEDOUT, fmt::format("a command on I/O queue {} did not complete within {} ms, and the Abort for it "

@@ -132,6 +132,8 @@ Result<ControllerIdentity> parse_identify_controller(std::span<const std::uint8_
   c.mdts = data[77];
   c.controller_id = read_le<std::uint16_t>(data, 78);
   c.version = read_le<std::uint32_t>(data, 80);
+  c.oaes = read_le<std::uint32_t>(data, 92);
+  c.aerl = data[259];
   c.sqes = data[512];
   c.cqes = data[513];
   c.max_cmd = read_le<std::uint16_t>(data, 514);

@@ -23,6 +23,8 @@ struct ControllerIdentity {
   std::uint8_t mdts = 0;                  ///< byte 77: max transfer 2^mdts min pages; 0 = no limit
   std::uint16_t controller_id = 0;        ///< CNTLID, bytes 79:78
   std::uint32_t version = 0;              ///< VER, bytes 83:80 (0 before NVMe 1.2)
+  std::uint32_t oaes = 0;                 ///< OAES, bytes 95:92: optional asynchronous events
+  std::uint8_t aerl = 0;                  ///< AERL, byte 259: event requests at once, 0's based
   std::uint8_t sqes = 0;                  ///< byte 512: required (3:0) / max (7:4) log2 SQE size
   std::uint8_t cqes = 0;                  ///< byte 513: same for CQEs
   std::uint16_t max_cmd = 0;              ///< MAXCMD, bytes 515:514 (0: not reported)

@@ -91,12 +91,14 @@ inline constexpr std::uint32_t kCqeShift = 4;  ///< log2(sizeof(Cqe)) for CC.IOC
 namespace admin {
 inline constexpr std::uint8_t kDeleteSq = 0x00;
 inline constexpr std::uint8_t kCreateSq = 0x01;
+inline constexpr std::uint8_t kGetLogPage = 0x02;
 inline constexpr std::uint8_t kDeleteCq = 0x04;
 inline constexpr std::uint8_t kCreateCq = 0x05;
 inline constexpr std::uint8_t kIdentify = 0x06;
 inline constexpr std::uint8_t kAbort = 0x08;
 inline constexpr std::uint8_t kSetFeatures = 0x09;
 inline constexpr std::uint8_t kGetFeatures = 0x0a;
+inline constexpr std::uint8_t kAsyncEventRequest = 0x0c;
 }  // namespace admin
 
 /// §5.15 Identify CNS values.
@@ -108,8 +110,18 @@ inline constexpr std::uint32_t kActiveNamespaces = 0x02;
 
 /// §5.21.1 feature identifiers.
 namespace feature {
+inline constexpr std::uint32_t kTemperatureThreshold = 0x04;
 inline constexpr std::uint32_t kNumberOfQueues = 0x07;
-}
+inline constexpr std::uint32_t kAsyncEventConfig = 0x0b;
+}  // namespace feature
+
+/// §5.14.1 log page identifiers.
+namespace log_page {
+inline constexpr std::uint8_t kError = 0x01;
+inline constexpr std::uint8_t kHealth = 0x02;  ///< SMART / Health Information
+inline constexpr std::uint8_t kFirmwareSlot = 0x03;
+inline constexpr std::uint8_t kChangedNamespaces = 0x04;
+}  // namespace log_page
 
 /// NVM Command Set §6 I/O opcodes.
 enum class IoOpcode : std::uint8_t {

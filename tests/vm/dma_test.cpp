@@ -9,11 +9,13 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <string>
 #include <thread>
 
+#include "base/units.hpp"
 #include "dma/dma_buffer.hpp"
 #include "dma/dma_pool.hpp"
 #include "dma/dma_space.hpp"
@@ -248,6 +250,53 @@ TEST(Dma, MemoryLandsOnTheNumaNodeAskedFor) {
       EXPECT_EQ(s, node);
     }
   }
+}
+
+// One NUMA node's pool of 2 MiB hugepages (sysfs), set for a test and put back after it.
+class NodeHugepages {
+ public:
+  explicit NodeHugepages(int node)
+      : dir_("/sys/devices/system/node/node" + std::to_string(node) + "/hugepages/hugepages-2048kB/"),
+        was_(read("nr_hugepages")) {}
+  ~NodeHugepages() { static_cast<void>(set(was_)); }
+  NodeHugepages(const NodeHugepages&) = delete;
+  NodeHugepages& operator=(const NodeHugepages&) = delete;
+  // Asks for `n` pages; returns how many the node has now.
+  long set(long n) {
+    std::ofstream(dir_ + "nr_hugepages") << n << std::flush;
+    return read("nr_hugepages");
+  }
+  [[nodiscard]] long free_pages() const { return read("free_hugepages"); }
+
+ private:
+  [[nodiscard]] long read(const char* name) const {
+    long n = -1;
+    std::ifstream(dir_ + name) >> n;
+    return n;
+  }
+  std::string dir_;
+  long was_;
+};
+
+// Hugepages reserved on node 0 only, memory asked for on node 1: hugepage memory is reserved from
+// the global pool, so a strict binding to node 1 would kill the process (SIGBUS) at the first
+// touch. It must be given anyway, with a warning, from node 0.
+TEST(Dma, HugepagesOnOneNodeOnlyDoNotCrashAnAllocationForTheOther) {
+  if (!vmtest::is_root()) {
+    GTEST_SKIP() << "setting a node's hugepage pool needs root";
+  }
+  NodeHugepages node0(0), node1(1);
+  node1.set(0);
+  ASSERT_EQ(node1.free_pages(), 0) << "node 1 keeps hugepages";
+  ASSERT_GE(node0.set(node0.free_pages() + 2), 1) << "node 0 got no hugepages";
+  auto mem = dma::HostMemory::allocate(2 * kMiB, {.hugepages = true, .numa_node = 1});
+  ASSERT_TRUE(mem) << mem.error().message();
+  EXPECT_EQ(mem->page_size(), 2 * kMiB) << "hugepage memory, from node 0";
+  std::memset(mem->data(), 0x5a, mem->size());  // every page is there: no SIGBUS
+  void* page = mem->data();
+  int status = -1;
+  ASSERT_EQ(::syscall(SYS_move_pages, 0, 1, &page, nullptr, &status, 0), 0);
+  EXPECT_EQ(status, 0) << "the only node with hugepages";
 }
 
 }  // namespace

@@ -84,8 +84,12 @@ TEST(IdentifyController, MultiByteFieldsAreLittleEndian) {
   put_le<std::uint16_t>(p, 514, 0x1234);
   put_le<std::uint32_t>(p, 516, 0xa1b2c3d4);
   put_le<std::uint16_t>(p, 520, 0x0007);
+  put_le<std::uint32_t>(p, 92, 0x00000300);  // OAES: namespace attribute and firmware notices
+  p[259] = 3;                                // AERL: four event requests at once
   const auto c = parse_identify_controller(p);
   ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->oaes, 0x300U);
+  EXPECT_EQ(c->aerl, 3);
   EXPECT_EQ(c->vendor_id, 0x8086);
   EXPECT_EQ(p[0], 0x86);
   EXPECT_EQ(c->controller_id, 0xbeef);
