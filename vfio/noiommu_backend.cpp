@@ -1,6 +1,7 @@
 #include "vfio/noiommu_backend.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -13,7 +14,9 @@
 namespace vfe::vfio {
 namespace {
 
-constexpr std::uint64_t kPage = 4096;
+// /proc/self/pagemap has one entry per base page of the kernel (4 KiB on x86, 16 or 64 KiB on
+// some arm64 kernels); a hugepage shows as that many entries with consecutive frame numbers.
+const std::uint64_t kPage = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 constexpr std::uint64_t kPfnMask = (std::uint64_t{1} << 55) - 1;  // pagemap bits 0-54
 constexpr std::uint64_t kPresent = std::uint64_t{1} << 63;
 
@@ -81,8 +84,8 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
   if (size == 0 || !is_aligned(va, kPage) || !is_aligned(size, kPage)) {
     return Error::invalid("map DMA (no-IOMMU)",
                           fmt::format("{} bytes at {:#x}: address and size must be non-zero "
-                                      "multiples of 4096",
-                                      size, va));
+                                      "multiples of {}",
+                                      size, va, kPage));
   }
   // One lock over the whole call: the overlap check must still hold when the range is recorded.
   const std::lock_guard lock(mu_);
