@@ -18,7 +18,7 @@
 namespace vfe::dma {
 namespace {
 
-constexpr std::uint64_t kSmallPage = 4096;
+const std::uint64_t kSmallPage = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));  // 4 KiB on x86
 constexpr std::uint64_t kHugePage = 2 * kMiB;
 
 // One hwloc topology for memory binding, loaded on first use and kept for the process.

@@ -41,7 +41,7 @@ class HostMemory {
     data_ = nullptr;
     size_ = 0;
   }
-  /// 4096 or 2 MiB: what backs the memory.
+  /// The base page size (4096 on x86) or 2 MiB: what backs the memory.
   [[nodiscard]] std::uint64_t page_size() const noexcept { return page_size_; }
 
  private:

@@ -99,7 +99,10 @@ std::vector<Cqe> AdminQueue::take_posted() {
     }
   }
   std::vector<Cqe> out;
-  out.swap(posted_done_);
+  if (!posted_done_.empty()) {  // nothing allocated on a tick when nothing came
+    out.swap(posted_done_);
+    posted_done_.reserve(kMaxPosted);  // take_if_posted then never allocates
+  }
   return out;
 }
 

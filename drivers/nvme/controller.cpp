@@ -86,7 +86,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
                  reinterpret_cast<Cqe*>(admin_mem_->as<std::uint8_t>() + kAdminCqOffset), kAdminEntries);
   VFE_TRY(bring_up());
   // From here the controller may DMA to the admin memory: a failure must stop it first.
-  auto stop = ScopeGuard([this]() noexcept { static_cast<void>(stop_dma()); });
+  auto stop = ScopeGuard([this]() noexcept { dma_stopped_ = stop_dma(); });
   VFE_TRY(identify());
   VFE_TRY(set_queue_count(options.io_queues));
   VFE_TRY(arm_events());
@@ -115,6 +115,7 @@ Result<void> Controller::bring_up() {
   bar_->write64(reg::kAsq, dma::to_u64(admin_mem_->iova_at(kAdminSqOffset)));
   bar_->write64(reg::kAcq, dma::to_u64(admin_mem_->iova_at(kAdminCqOffset)));
   // §3.1.5: NVM command set (CSS 0), round robin (AMS 0), 4 KiB pages, 64/16-byte entries.
+  dma_stopped_ = false;  // from here the controller may DMA to the admin memory
   bar_->write32(reg::kCc, cc::iocqes(kCqeShift) | cc::iosqes(kSqeShift) | cc::mps(page_shift_) | cc::kEnable);
   return wait_ready(true, "enable the controller");
 }
@@ -246,12 +247,11 @@ Result<void> Controller::shutdown() {
   if (was != ControllerState::running) {
     return ok();  // failed controllers are disabled already
   }
-  if (auto r = normal_shutdown(); !r) {
-    dma_stopped_ = stop_dma();  // says in the log when even that fails
-    return r;
-  }
-  dma_stopped_ = true;  // shutdown processing complete (§7.6.2), and no I/O queue left
-  return ok();
+  auto r = normal_shutdown();
+  // Then disabled: a shut-down controller still holds its event requests, and may write the
+  // admin queue's memory until CC.EN = 0 is confirmed (stop_dma logs when even that fails).
+  dma_stopped_ = stop_dma();
+  return r;
 }
 
 // §7.6.2: a normal shutdown, so the controller commits its volatile data to the medium.
@@ -289,6 +289,9 @@ Controller::~Controller() {
     if (auto r = shutdown(); !r) {
       log_error("nvme: {}", r.error().message());
     }
+  }
+  if (admin_mem_ && !dma_stopped_) {
+    admin_mem_->abandon();  // the controller may still write its admin queues
   }
 }
 

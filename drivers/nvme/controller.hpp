@@ -96,10 +96,11 @@ struct ControllerStats {
 /// within `reset_window`, a reset that does not bring the controller back, or a surprise removal
 /// (all-ones reads) fails the controller for good. Its DMA is then stopped, and only once that is
 /// confirmed (CC.EN = 0 with CSTS.RDY = 0, directly or after an FLR; or Bus Master Enable read
-/// back clear; or the device given back to the kernel) does every outstanding request complete
-/// with an error and may a queue's memory be freed. Until then requests stay in flight and a
-/// queue destroyed meanwhile keeps its memory allocated and mapped for good (logged): the
-/// device may still write there.
+/// back clear; or the device given back to the kernel) do the requests with a command on the
+/// device complete with an error and may a queue's memory be freed. Until then those stay in
+/// flight (what the device completes meanwhile is still reaped with its own status; requests
+/// that never reached it fail at once), and a queue destroyed meanwhile keeps its memory
+/// allocated and mapped for good (logged): the device may still write there.
 ///
 /// The watchdog also watches the device request interrupt (VFIO_PCI_REQ_IRQ_INDEX), by which
 /// the kernel asks for the device back before a hot-unplug or an unbind can finish. Then the
@@ -264,9 +265,9 @@ class Controller final : private QueueHost {
   std::uint64_t reset_count_ = 0;
   ResetBudget reset_budget_;
   std::atomic<bool> released_{false};
-  // Guarded by fail_mu_, once the controller failed or shut down: its DMA is confirmed stopped;
-  // and the queues' requests were completed after that.
-  bool dma_stopped_ = false;
+  // Guarded by fail_mu_: the controller is not DMAing (never enabled, or confirmed stopped since
+  // it last was); and, once it failed, the queues' requests were completed after that.
+  bool dma_stopped_ = true;
   bool queues_settled_ = false;
   // Held by fail(), a reset and shutdown() from their decision to the end of their register
   // sequence, and while a queue is created or deleted on the device, so that none of these

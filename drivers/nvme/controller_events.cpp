@@ -14,11 +14,13 @@
 namespace vfe::nvme {
 namespace {
 
-// §5.21.1.11 Asynchronous Event Configuration: every SMART / health critical warning (bits 7:0),
-// and the namespace attribute (bit 8) and firmware activation (bit 9) notices the controller
-// offers (OAES).
-constexpr std::uint32_t kHealthWarnings = 0xffU;
+// §5.21.1.11 Asynchronous Event Configuration: the SMART / health critical warnings (bits 4:0;
+// bit 5, persistent memory region read only, from NVMe 1.4; 7:6 are reserved), and the namespace
+// attribute (bit 8) and firmware activation (bit 9) notices the controller offers (OAES).
+constexpr std::uint32_t kHealthWarnings = 0x1fU;
+constexpr std::uint32_t kHealthWarnings14 = 0x3fU;
 constexpr std::uint32_t kOfferedNotices = (1U << 8) | (1U << 9);
+constexpr std::uint32_t kVersion14 = 0x00010400;
 
 Sqe event_request() {
   Sqe cmd{};
@@ -32,11 +34,13 @@ Result<void> Controller::arm_events() {
   Sqe config{};
   config.opcode = admin::kSetFeatures;
   config.cdw10 = feature::kAsyncEventConfig;
-  config.cdw11 = kHealthWarnings | (identity_.oaes & kOfferedNotices);
+  config.cdw11 = (version_ >= kVersion14 ? kHealthWarnings14 : kHealthWarnings) | (identity_.oaes & kOfferedNotices);
   if (auto r = admin(config, "set features: asynchronous event configuration"); !r) {
-    log_warn("nvme {}: {}; no asynchronous events will be reported", device_->bdf().to_string(),
-             r.error().message());
-    return ok();
+    if (admin_->broken()) {
+      return r;  // no answer: the controller is not usable
+    }
+    // Error events need no configuration: the requests still go out.
+    log_warn("nvme {}: {}; only error events will be reported", device_->bdf().to_string(), r.error().message());
   }
   const std::size_t wanted = std::min<std::size_t>(identity_.aerl + 1U, AdminQueue::kMaxPosted);
   while (admin_->posted() < wanted) {
@@ -51,6 +55,9 @@ void Controller::handle_events() noexcept {
     return;
   }
   for (const Cqe& c : admin_->take_posted()) {
+    if (state() != ControllerState::running) {
+      return;  // an event before failed it, or a reset began: log pages wait for nobody now
+    }
     if (const Status st = Status::from_cqe(c.status); !st.ok()) {
       // Aborted by a reset (arm_events asks again), or refused: nothing happened.
       log_warn("nvme {}: an asynchronous event request ended with {}", device_->bdf().to_string(), to_string(st));

@@ -253,7 +253,8 @@ void Controller::check_health() noexcept {
   int late_qid = -1;
   std::uint16_t late_cid = 0;
   table_.for_each([&](HostedQueue& q) {
-    if (const auto cid = q.late_command(); cid && late_qid < 0) {
+    // The first late queue; the aborted command's queue, when it is late.
+    if (const auto cid = q.late_command(); cid && (late_qid < 0 || (abort_ && q.queue_id() == abort_->qid))) {
       late_qid = q.queue_id();
       late_cid = *cid;
     }
@@ -267,8 +268,9 @@ void Controller::check_health() noexcept {
 }
 
 // As Linux's nvme_timeout: abort the late command first, and reset when the Abort goes
-// unanswered or the command is still late one io_timeout later, whether or not the controller
-// agreed to abort it (one that refuses may still finish the command).
+// unanswered or that command is still late one io_timeout later, whether or not the controller
+// agreed to abort it (one that refuses may still finish the command). Once it is done, the next
+// late command gets an Abort of its own. (A queue reports its oldest late command.)
 void Controller::on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept {
   const std::uint32_t now = epoch();
   if (abort_) {
@@ -277,9 +279,10 @@ void Controller::on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept 
     }
     const AbortSent sent = *abort_;
     abort_.reset();
-    return recover(ETIMEDOUT, fmt::format("commands on I/O queue {} are still late {} ms after the Abort of "
-                                          "command {:#x} on queue {}",
-                                          qid, options_.io_timeout.count(), sent.cid, sent.qid));
+    if (sent.qid == qid && sent.cid == cid) {
+      return recover(ETIMEDOUT, fmt::format("command {:#x} on I/O queue {} is still there {} ms after its Abort",
+                                            cid, qid, options_.io_timeout.count()));
+    }
   }
   stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
   if (abort_command(qid, cid)) {
@@ -291,7 +294,8 @@ void Controller::on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept 
                                  qid, options_.io_timeout.count()));
 }
 
-// §5.1 Abort (command ID in bits 31:16, SQ ID in 15:0). True when the controller answered it.
+// §5.1 Abort (command ID in bits 31:16, SQ ID in 15:0). True when the controller answered it
+// (a timed-out admin queue is no answer).
 // Dword 0 bit 0 clear: the command completes with status Command Abort Requested, which has no
 // DNR, so its request goes again; set: the controller did not abort it.
 bool Controller::abort_command(std::uint16_t qid, std::uint16_t cid) noexcept {
@@ -301,7 +305,8 @@ bool Controller::abort_command(std::uint16_t qid, std::uint16_t cid) noexcept {
   auto r = admin(cmd, "abort a late command");
   if (!r) {
     log_warn("nvme {}: {}", device_->bdf().to_string(), r.error().message());
-    return false;
+    // An error status is an answer (the queue may be gone by now): the command gets its time.
+    return !admin_->broken();
   }
   if ((r->dw0 & 1U) != 0) {
     stats_.aborts_refused.fetch_add(1, std::memory_order_relaxed);

@@ -98,17 +98,14 @@ IoQueue::~IoQueue() {
     }
     fail_in_flight(-ECANCELED);
   } else {
-    // The controller failed and its DMA could not be stopped: the commands it holds may still
-    // write their requests' buffers and this queue's memory. Neither is handed back, and the
-    // queue ID stays taken (the queue may still exist on the device).
-    log_error("nvme queue {}: the controller's DMA was never stopped; its memory and the requests in flight "
-              "are abandoned",
-              qid_);
-    memory_.abandon();
+    abandon();
   }
-  drain_waiting(  // never sent to the device
+  drain_waiting(  // never sent to the device, or (abandoned) partly: those stay
       [](engine::Request* r, void* self) noexcept {
         auto& req = *static_cast<IoRequest*>(r);
+        if (req.progress.in_flight != 0) {
+          return;  // only after abandon(): some of its commands are still on the device
+        }
         if (req.progress.error == 0) {
           req.progress.error = -ECANCELED;
         }
@@ -118,6 +115,30 @@ IoQueue::~IoQueue() {
   if (registered_ && device_done) {
     host_->release_qid(qid_);  // last: a new queue with this ID may now be made
   }
+}
+
+// ~IoQueue when the controller failed and its DMA could not be stopped: the commands it holds may
+// still write their requests' buffers and this queue's memory. Neither is handed back (the
+// requests with a command on the device never complete), and the queue ID stays taken (the
+// queue may still exist on the device). Requests with nothing on the device complete.
+void IoQueue::abandon() noexcept {
+  std::size_t kept = 0;
+  for (const Slot& s : slots_) {
+    kept += s.req != nullptr ? 1 : 0;
+  }
+  log_error("nvme queue {}: the controller's DMA was never stopped; its memory and the {} command(s) on the "
+            "device are abandoned",
+            qid_, kept);
+  memory_.abandon();
+  for (IoRequest* req : retry_) {
+    if (req->progress.in_flight == 0) {
+      if (req->progress.error == 0) {
+        req->progress.error = -ECANCELED;
+      }
+      complete(*req);
+    }
+  }
+  retry_.clear();
 }
 
 int IoQueue::validate(const IoRequest& req) const noexcept {

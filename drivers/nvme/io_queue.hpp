@@ -139,6 +139,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
 
   // Worker only (or the destroying thread once detached): the bodies of the calls above.
   void fail_in_flight(int err) noexcept;
+  void abandon() noexcept;
   void requeue_in_flight(int err) noexcept;
   void restart() noexcept;
   void check_ages() noexcept;

@@ -125,14 +125,17 @@ void IoQueue::check_ages() noexcept {
 bool IoQueue::find_late() noexcept {
   // Read here, after every stamp this thread wrote: no stamp is newer than `now`.
   const std::uint32_t now = host_->epoch();
+  std::uint32_t oldest = check_max_age_;
+  bool late = false;
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     const Slot& s = slots_[slot];
-    if (s.req != nullptr && now - s.epoch > check_max_age_) {
+    if (s.req != nullptr && now - s.epoch > oldest) {  // the oldest: the one an Abort went for, if any
+      oldest = now - s.epoch;
       late_cid_.store(static_cast<std::uint32_t>((s.generation << kCidSlotBits) | slot), std::memory_order_relaxed);
-      return true;
+      late = true;
     }
   }
-  return false;
+  return late;
 }
 
 // §5.3 Create I/O Completion Queue, then §5.4 Create I/O Submission Queue bound to it.

@@ -112,7 +112,7 @@ class HostedQueue {
   /// Asks the worker to look for commands older than `max_age` ticks (no wait; skipped when a
   /// check is pending or the worker's task ring is full).
   virtual void post_age_check(std::uint32_t max_age) noexcept = 0;
-  /// The ID of a command the last check found too old, if any.
+  /// The ID of the oldest command the last check found too old, if any.
   [[nodiscard]] virtual std::optional<std::uint16_t> late_command() const noexcept = 0;
 
  protected:

@@ -79,19 +79,22 @@ Result<void> hold_io(HeldIo& h) {
   VFE_TRY_ASSIGN(h.queue, h.ctrl->create_io_queue(*h.worker, {.entries = kSlots + 1}));
   std::printf("VFE-STALL %d\n", kHoldMs);  // the host's watcher reads the console
   std::fflush(stdout);
-  // One read at a time until one is held: the host has paused namespace 3.
+  // One read at a time until one is held (still pending after 500 ms, where a read takes a few):
+  // the host has paused namespace 3. The blocks go round; the held read's and the next 11 fit.
   const auto give_up = std::chrono::steady_clock::now() + milliseconds(30'000);
+  const std::size_t rounds = h.segs.size() - kSlots - kWaiting;
   std::size_t k = 0;
-  for (;; ++k) {
+  for (std::size_t n = 0;; ++n) {
+    k = n % rounds;
     const auto sent = std::chrono::steady_clock::now();
-    if (sent > give_up || k == h.segs.size() - kSlots - kWaiting) {
-      return Error::from_errno(ETIMEDOUT, "hold reads", "no read was held: did the host get VFE-STALL?");
+    if (sent > give_up) {
+      return Error::from_errno(ETIMEDOUT, "hold reads", "no read was held for 30 s: did the host get VFE-STALL?");
     }
     h.reqs.clear();
     if (int rc = h.queue->submit(h.add_read(k)); rc != 0) {
       return Error::from_errno(-rc, "hold reads", "submit");
     }
-    if (h.reqs.back()->wait(milliseconds(300)) == 1) {
+    if (h.reqs.back()->wait(milliseconds(500)) == 1) {
       h.hold_ends = sent + milliseconds(kHoldMs);
       break;
     }

@@ -4,6 +4,7 @@
 // application, and does the same after a controller reset (which drops the waiting requests).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -64,7 +65,7 @@ TEST(NvmeEvents, ATemperatureOverItsThresholdIsReportedWithTheHealthLogAlsoAfter
   opts.watchdog_period = milliseconds(20);
   opts.on_event = [&](const nvme::AsyncEvent& e) { events.add(e); };
   VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0, opts));
-  EXPECT_GE(c->identity().aerl, 0);
+  std::printf("AERL %u: %u event requests wait\n", c->identity().aerl, std::min(c->identity().aerl + 1U, 4U));
   for (std::uint64_t round = 1; round <= 2; ++round) {
     if (round == 2) {
       ASSERT_TRUE(c->device().reset());  // an FLR: the controller drops the waiting requests

@@ -137,7 +137,7 @@ TEST(NvmeFaults, ProcessKilledMidIoThenANewOneUsesTheController) {
 // the test thread closes the queue: each submit is either taken, and its request completes once
 // and successfully, or refused with -ECANCELED; none is taken once close() returned; then the
 // queue is destroyed with nothing left behind.
-TEST(NvmeFault, CloseWhileOtherThreadsSubmitTakesEachRequestOrRefusesIt) {
+TEST(NvmeFaults, CloseWhileOtherThreadsSubmitTakesEachRequestOrRefusesIt) {
   VFE_ASSERT_OK_AND_ASSIGN(auto c, open_nvme(0));
   VFE_ASSERT_OK_AND_ASSIGN(auto w, start_worker(engine::WorkerMode::polling));
   VFE_ASSERT_OK_AND_ASSIGN(const dma::DmaBuffer buf, dma::DmaBuffer::allocate(c->dma_space(), 4096));

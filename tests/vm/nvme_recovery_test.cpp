@@ -163,11 +163,11 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // A stalled command (tests/vm/run.sh holds namespace 3's requests for `ms` on the host): after
-// io_timeout (1 s) the driver aborts the oldest, and resets the controller when it is still late
-// one io_timeout after that. A 1.6 s stall ends before the reset (whether the controller took the
-// Abort or refused it, as QEMU 7.2's does); a 5 s stall needs it: QEMU's reset then waits for
-// the held requests, so the host's timer, not the driver, ends the stall, and the driver's reset
-// goes on from there. Either way every request completes once, successfully, and the data is right.
+// io_timeout (2 s) the driver aborts the oldest, and resets the controller when it is still late
+// one io_timeout after that (about 4 s). A 3 s stall ends before the reset (whether the
+// controller took the Abort or refused it, as QEMU 7.2's does), a second from each edge; a 7 s
+// stall needs it: QEMU's reset then waits for the held requests, so the host's timer, not the
+// driver, ends the stall, and the driver's reset goes on from there. Either way every request completes once, successfully, and the data is right.
 enum class Stall { short_one, long_one };
 
 class NvmeStall : public ::testing::TestWithParam<std::tuple<Stall, engine::CompletionMode>> {};
@@ -175,7 +175,7 @@ class NvmeStall : public ::testing::TestWithParam<std::tuple<Stall, engine::Comp
 TEST_P(NvmeStall, AStalledCommandIsAbortedOrResetAndNothingIsLostOrCompletedTwice) {
   const auto [stall, mode] = GetParam();
   nvme::ControllerOptions opts = recovering();
-  opts.io_timeout = milliseconds(1000);
+  opts.io_timeout = milliseconds(2000);
   Rig r;
   ASSERT_NO_FATAL_FAILURE(VFE_ASSERT_OK(make_rig(r, mode, opts)));
   const nvme::NamespaceInfo* ns = r.ctrl->find_namespace(kStallNsid);
@@ -185,7 +185,7 @@ TEST_P(NvmeStall, AStalledCommandIsAbortedOrResetAndNothingIsLostOrCompletedTwic
   for (std::size_t k = 0; k < band.count; ++k) {
     fill_pattern(r.data(k), 3, k * kLen, kLen);
   }
-  std::printf("VFE-STALL %d\n", stall == Stall::short_one ? 1600 : 5000);  // the host's watcher reads it
+  std::printf("VFE-STALL %d\n", stall == Stall::short_one ? 3000 : 7000);  // the host's watcher reads it
   std::fflush(stdout);
   // Writes over and over until one was held past io_timeout (the host pauses within moments).
   const auto give_up = std::chrono::steady_clock::now() + milliseconds(30'000);
@@ -202,7 +202,7 @@ TEST_P(NvmeStall, AStalledCommandIsAbortedOrResetAndNothingIsLostOrCompletedTwic
     EXPECT_GE(st.resets.load(), 1U) << "a command late after its Abort resets the controller";
   }
   std::printf("stall: %s, %s completion: %llu Abort(s) accepted, %llu refused, %llu reset(s): %s\n",
-              stall == Stall::short_one ? "1.6 s" : "5 s", engine::to_string(mode),
+              stall == Stall::short_one ? "3 s" : "7 s", engine::to_string(mode),
               static_cast<unsigned long long>(st.aborts.load()), static_cast<unsigned long long>(st.aborts_refused.load()),
               static_cast<unsigned long long>(st.resets.load()),
               st.resets.load() != 0 ? "the reset recovered" : "the command completed after its Abort");
