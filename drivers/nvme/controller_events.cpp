@@ -37,7 +37,7 @@ Result<void> Controller::arm_events() {
   config.cdw11 = (version_ >= kVersion14 ? kHealthWarnings14 : kHealthWarnings) | (identity_.oaes & kOfferedNotices);
   if (auto r = admin(config, "set features: asynchronous event configuration"); !r) {
     if (admin_->broken()) {
-      return r;  // no answer: the controller is not usable
+      return std::move(r).error();  // no answer: the controller is not usable
     }
     // Error events need no configuration: the requests still go out.
     log_warn("nvme {}: {}; only error events will be reported", device_->bdf().to_string(), r.error().message());
