@@ -64,9 +64,10 @@ void DmaBuffer::abandon() noexcept {
 Result<DmaBuffer> DmaBuffer::allocate(DmaSpace& space, std::uint64_t size,
                                       const MemoryOptions& options) {
   const bool physical = space.backend().chooses_iova();
+  const MemoryOptions usable = space.memory_options(options);
   std::vector<HostMemory> rejected;
   for (int attempt = 0;; ++attempt) {
-    VFE_TRY_ASSIGN(HostMemory memory, HostMemory::allocate(size, options));
+    VFE_TRY_ASSIGN(HostMemory memory, HostMemory::allocate(size, usable));
     auto iova = space.map(memory.data(), memory.size(), memory.page_size());
     if (iova) {
       return DmaBuffer(space, std::move(memory), *iova);

@@ -25,8 +25,9 @@ class DmaBuffer {
  public:
   /// Allocates `size` bytes (rounded up to the page size; 2 MiB hugepages by default where the
   /// system has them) and maps them. Without an IOMMU, where the device sees physical addresses,
-  /// a buffer must be physically contiguous (larger than 4 KiB needs hugepages) and below the
-  /// space's DMA mask: allocation retries a few times to find such memory.
+  /// the memory comes from hugepages only (ENOMEM saying how many to reserve when there are too
+  /// few; `options.hugepages` is ignored), must be physically contiguous and below the space's
+  /// DMA mask: allocation retries a few times to find such memory.
   [[nodiscard]] static Result<DmaBuffer> allocate(DmaSpace& space, std::uint64_t size,
                                                   const MemoryOptions& options = {});
 

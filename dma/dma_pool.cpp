@@ -17,7 +17,7 @@ Result<std::unique_ptr<DmaPool>> DmaPool::create(DmaSpace& space, std::uint64_t 
                           fmt::format("arena size {} must be a power of two of at least 4096",
                                       arena_size));
   }
-  return std::make_unique<DmaPool>(space, arena_size, options);
+  return std::make_unique<DmaPool>(space, arena_size, space.memory_options(options));
 }
 
 DmaPool::~DmaPool() {

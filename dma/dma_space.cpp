@@ -31,6 +31,14 @@ Result<std::unique_ptr<DmaSpace>> DmaSpace::create(std::shared_ptr<vfio::IommuBa
   return std::make_unique<DmaSpace>(std::move(backend), dma_mask_bits, std::move(allocator));
 }
 
+MemoryOptions DmaSpace::memory_options(MemoryOptions asked) const noexcept {
+  if (backend_->chooses_iova()) {
+    asked.hugepages = true;
+    asked.hugepages_only = true;
+  }
+  return asked;
+}
+
 Result<Iova> DmaSpace::map(const void* vaddr, std::uint64_t size, std::uint64_t align) {
   const auto va = reinterpret_cast<std::uintptr_t>(vaddr);
   if (size == 0 || !is_aligned(va, 4096) || !is_aligned(size, 4096)) {

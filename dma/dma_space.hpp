@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/result.hpp"
+#include "dma/host_memory.hpp"
 #include "dma/iova.hpp"
 #include "dma/iova_allocator.hpp"
 #include "dma/iova_map.hpp"
@@ -35,6 +36,11 @@ class DmaSpace {
   /// needed). `align`: IOVA alignment (the page size of
   /// the memory, so the IOMMU can use large pages).
   [[nodiscard]] Result<Iova> map(const void* vaddr, std::uint64_t size, std::uint64_t align = 4096);
+  /// How to allocate memory for this space: `asked`, except that without an IOMMU (the IOVA is
+  /// the physical address) the memory comes from hugepages and only from them: the kernel may
+  /// migrate base pages under a device even while they are locked, and only a hugepage is
+  /// physically contiguous beyond one page. DmaBuffer and DmaPool allocate with this.
+  [[nodiscard]] MemoryOptions memory_options(MemoryOptions asked) const noexcept;
   /// Undoes one `map` of exactly this range: the device can no longer reach it when this
   /// returns; the IOVA is free for reuse.
   [[nodiscard]] Result<void> unmap(const void* vaddr, std::uint64_t size);

@@ -6,9 +6,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <string>
 #include <utility>
 
 #include "base/fd.hpp"
@@ -49,11 +51,33 @@ Result<void> bind_to_node(void* data, std::uint64_t size, int node) {
   return ok();
 }
 
-// Free 2 MiB hugepages on NUMA node `node`, or -1 when the kernel does not say.
-long free_hugepages_on(int node) {
-  std::ifstream f(fmt::format("/sys/devices/system/node/node{}/hugepages/hugepages-2048kB/free_hugepages", node));
+// A number from a sysfs file, or -1 when the kernel does not say.
+long read_count(const std::string& path) {
+  std::ifstream f(path);
   long n = -1;
   return (f >> n) ? n : -1;
+}
+
+// Free 2 MiB hugepages on NUMA node `node`, or -1 when the kernel does not say.
+long free_hugepages_on(int node) {
+  return read_count(fmt::format("/sys/devices/system/node/node{}/hugepages/hugepages-2048kB/free_hugepages", node));
+}
+
+// The error for hugepage-only memory when the pool has too few: how many to reserve. Free pages
+// that another mapping has reserved (resv_hugepages) are not to be had.
+Error no_hugepages(std::uint64_t bytes) {
+  const std::string pool = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+  const long total = read_count(pool + "nr_hugepages");
+  if (total < 0) {
+    return Error::not_supported("allocate DMA memory",
+                                "this kernel has no 2 MiB hugepages (CONFIG_HUGETLBFS), and this memory must be on them");
+  }
+  const long usable = std::max(read_count(pool + "free_hugepages") - std::max(read_count(pool + "resv_hugepages"), 0L), 0L);
+  const auto needed = static_cast<long>(bytes / kHugePage);
+  return Error::from_errno(ENOMEM, "allocate DMA memory",
+                           fmt::format("{} bytes need {} free 2 MiB hugepage(s) and {} of {} are free; reserve "
+                                       "more as root: echo {} >/proc/sys/vm/nr_hugepages",
+                                       bytes, needed, usable, total, total + needed - std::min(usable, needed)));
 }
 
 // Hugepage memory is reserved from the global pool when it is mapped, but a fault under a strict
@@ -91,9 +115,12 @@ Result<HostMemory> HostMemory::allocate(std::uint64_t size, const MemoryOptions&
   }
   std::uint64_t page = kSmallPage;
   void* data = nullptr;
-  if (options.hugepages) {
+  if (options.hugepages || options.hugepages_only) {
     data = map_hugepages(align_up(size, kHugePage));
     page = data != nullptr ? kHugePage : kSmallPage;
+  }
+  if (data == nullptr && options.hugepages_only) {
+    return no_hugepages(align_up(size, kHugePage));
   }
   if (data == nullptr) {
     data = ::mmap(nullptr, align_up(size, kSmallPage), PROT_READ | PROT_WRITE,

@@ -19,6 +19,10 @@ struct MemoryOptions {
   /// when the node has enough free hugepages (else a warning, and the kernel's default policy):
   /// a strictly bound hugepage fault on a node without any kills the process.
   int numa_node = -1;
+  /// Fail (ENOMEM, saying how many hugepages to reserve) rather than fall back to base pages.
+  /// Memory for a device without an IOMMU is always allocated so (see DmaSpace::memory_options):
+  /// the kernel may migrate base pages under the device even while they are locked.
+  bool hugepages_only = false;
 };
 
 /// A populated, page-aligned mapping of anonymous memory. Move-only; unmapped on destruction.

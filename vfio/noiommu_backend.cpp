@@ -1,6 +1,7 @@
 #include "vfio/noiommu_backend.hpp"
 
 #include <fcntl.h>
+#include <linux/kernel-page-flags.h>
 #include <unistd.h>
 #include <fmt/format.h>
 
@@ -33,21 +34,26 @@ Result<std::shared_ptr<NoIommuBackend>> NoIommuBackend::create(Sys& sys) {
 
 Result<Fd> NoIommuBackend::open_device(const Bdf& bdf) { return container_.open_device(bdf); }
 
+Result<std::vector<std::uint64_t>> NoIommuBackend::read_entries(const char* path, std::uint64_t first,
+                                                                 std::uint64_t count) {
+  Fd file(sys().open(path, O_RDONLY));
+  if (!file) {
+    return Error::from_errno(errno, "open", path);
+  }
+  std::vector<std::uint64_t> entries(count);
+  const auto bytes = static_cast<ssize_t>(count * sizeof(std::uint64_t));
+  const ssize_t got = sys().pread(file.get(), entries.data(), static_cast<std::size_t>(bytes),
+                                  static_cast<off_t>(first * sizeof(std::uint64_t)));
+  if (got != bytes) {
+    return Error::from_errno(got < 0 ? errno : EIO, "pread", fmt::format("{}: {} of {} bytes", path, got, bytes));
+  }
+  return entries;
+}
+
 Result<std::uint64_t> NoIommuBackend::physical_address(const void* vaddr, std::uint64_t size) {
   const auto va = reinterpret_cast<std::uintptr_t>(vaddr);
   const std::uint64_t pages = size / kPage;
-  Fd pagemap(sys().open("/proc/self/pagemap", O_RDONLY));
-  if (!pagemap) {
-    return Error::from_errno(errno, "open", "/proc/self/pagemap");
-  }
-  std::vector<std::uint64_t> entries(pages);
-  const auto bytes = static_cast<ssize_t>(pages * sizeof(std::uint64_t));
-  const ssize_t got = sys().pread(pagemap.get(), entries.data(), static_cast<std::size_t>(bytes),
-                                  static_cast<off_t>(va / kPage * sizeof(std::uint64_t)));
-  if (got != bytes) {
-    return Error::from_errno(got < 0 ? errno : EIO, "pread",
-                             fmt::format("/proc/self/pagemap: {} of {} bytes", got, bytes));
-  }
+  VFE_TRY_ASSIGN(const auto entries, read_entries("/proc/self/pagemap", va / kPage, pages));
   const std::uint64_t first_pfn = entries[0] & kPfnMask;
   if ((entries[0] & kPresent) == 0 || first_pfn == 0) {
     return Error::from_errno(EPERM, "read /proc/self/pagemap",
@@ -63,6 +69,22 @@ Result<std::uint64_t> NoIommuBackend::physical_address(const void* vaddr, std::u
     }
   }
   return first_pfn * kPage + va % kPage;
+}
+
+Result<void> NoIommuBackend::check_hugetlb(const void* vaddr, std::uint64_t phys, std::uint64_t size) {
+  const std::uint64_t pages = size / kPage;
+  VFE_TRY_ASSIGN(const auto flags, read_entries("/proc/kpageflags", phys / kPage, pages));
+  for (std::uint64_t i = 0; i < pages; ++i) {
+    if ((flags[i] & (std::uint64_t{1} << KPF_HUGE)) == 0) {
+      return Error::invalid("map DMA (no-IOMMU)",
+                            fmt::format("the {} bytes at {:#x} are not hugepage memory (page {} is not): "
+                                        "without an IOMMU the kernel may move ordinary pages under the "
+                                        "device even while they are locked; allocate with DmaBuffer or "
+                                        "DmaPool, or map memory from hugetlbfs or an MFD_HUGETLB memfd",
+                                        size, reinterpret_cast<std::uintptr_t>(vaddr), i));
+    }
+  }
+  return ok();
 }
 
 Result<void> NoIommuBackend::check_no_overlap(std::uintptr_t va, std::uint64_t size) const {
@@ -98,6 +120,11 @@ Result<std::uint64_t> NoIommuBackend::map(const void* vaddr, std::uint64_t size,
                                          size));
   }
   auto phys = physical_address(vaddr, size);
+  if (phys) {
+    if (auto huge = check_hugetlb(vaddr, *phys, size); !huge) {
+      phys = std::move(huge).error();
+    }
+  }
   if (!phys) {
     sys().munlock(vaddr, size);
     return phys;

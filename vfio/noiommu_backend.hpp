@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "vfio/iommu_backend.hpp"
 #include "vfio/legacy_container.hpp"
@@ -15,7 +16,9 @@ namespace vfe::vfio {
 /// enable_unsafe_noiommu_mode=1). Nothing translates or isolates the device's DMA: it uses
 /// physical addresses and can reach all memory. `map` pins the pages (mlock) and returns their
 /// physical address from /proc/self/pagemap (which needs CAP_SYS_ADMIN), so a mapping must be
-/// physically contiguous: one page, or one hugepage. Opening a device needs CAP_SYS_RAWIO.
+/// physically contiguous. It must also be hugetlb memory (checked in /proc/kpageflags): the
+/// kernel migrates base pages (compaction, NUMA balancing) even while they are locked, and the
+/// device would go on using the old frames. Opening a device needs CAP_SYS_RAWIO.
 class NoIommuBackend final : public IommuBackend {
  public:
   /// Logs a loud warning: this is the only way a no-IOMMU backend comes to exist.
@@ -40,7 +43,13 @@ class NoIommuBackend final : public IommuBackend {
       : IommuBackend(sys, IommuMode::noiommu), container_(std::move(container)) {}
 
  private:
+  // Entries [first, first + count) of a file of 64-bit entries (pagemap, kpageflags).
+  [[nodiscard]] Result<std::vector<std::uint64_t>> read_entries(const char* path, std::uint64_t first,
+                                                                std::uint64_t count);
   [[nodiscard]] Result<std::uint64_t> physical_address(const void* vaddr, std::uint64_t size);
+  // EINVAL unless every frame of the physically contiguous [phys, phys + size) belongs to a
+  // hugetlb page.
+  [[nodiscard]] Result<void> check_hugetlb(const void* vaddr, std::uint64_t phys, std::uint64_t size);
   // mlock does not nest, so pages must never be in two mappings (unmapping one would unpin the
   // other's): EEXIST when [va, va + size) overlaps a live mapping. Called with mu_ held, before
   // anything is locked, so the refusal changes nothing.

@@ -246,7 +246,8 @@ Result<Report> run_dma(const CommonOptions& common, const DmaOptions& o) {
                                     fmt::format("no-IOMMU mode maps only physically contiguous memory, one 2 MiB "
                                                 "hugepage at most; leave {} out of --sizes", size_name(size)));
       }
-      auto mem = dma::HostMemory::allocate(size, {.hugepages = size >= (2U << 20), .numa_node = -1});
+      // Without an IOMMU only hugepage memory maps: the space's options say so.
+      auto mem = dma::HostMemory::allocate(size, space->memory_options({.hugepages = size >= (2U << 20), .numa_node = -1}));
       if (!mem) {
         return Error::from_errno(ENOMEM, "vfio-bench dma",
                                  fmt::format("cannot allocate {} to map: {}; leave that size out of --sizes",

@@ -81,8 +81,12 @@ Result<std::unique_ptr<DmaCase>> open_case() {
   return c;
 }
 
-// A 4 KiB page of our own, not mapped, for VFE_ASSERT_OK_AND_ASSIGN.
-Result<HostMemory> page() { return HostMemory::allocate(4096, {.hugepages = false, .numa_node = -1}); }
+// Memory of our own, not mapped, whose first 4 KiB page every mode can map (without an IOMMU only
+// hugepage memory maps), for VFE_ASSERT_OK_AND_ASSIGN.
+Result<HostMemory> page() {
+  const bool huge = mode() == IommuMode::noiommu;
+  return HostMemory::allocate(4096, {.hugepages = huge, .numa_node = -1, .hugepages_only = huge});
+}
 
 #define OPEN_CASE(c)                             \
   VFE_ASSERT_OK_AND_ASSIGN(auto c, open_case()); \
@@ -183,6 +187,25 @@ TEST(BadInput, MapBeyondTheDeviceDmaMask) {
   }
   EXPECT_EQ((*narrow)->mapping_count(), 0U);
   c->expect_unchanged(before);
+}
+
+// Without an IOMMU the device uses physical addresses, and the kernel may migrate a base page
+// even while it is locked: only hugepage memory maps. (Behind an IOMMU, mapping pins the pages
+// and the kernel does not move pinned pages.)
+TEST(BadInput, NoIommuRefusesMemoryOffHugepages) {
+  if (mode() != IommuMode::noiommu) {
+    GTEST_SKIP() << "behind an IOMMU any memory maps: the mapping pins it";
+  }
+  const NoLeaks guard;
+  OPEN_CASE(c);
+  VFE_ASSERT_OK_AND_ASSIGN(const HostMemory base, HostMemory::allocate(4096, {.hugepages = false, .numa_node = -1}));
+  ASSERT_EQ(base.page_size(), 4096U);
+  EXPECT_FAILS_WITH(c->space->map(base.data(), 4096), EINVAL, {"are not hugepage memory", "MFD_HUGETLB memfd"});
+  c->expect_unchanged(before);
+  // DmaBuffer takes hugepages in this mode whatever it is told: the same request maps.
+  VFE_ASSERT_OK_AND_ASSIGN(const dma::DmaBuffer buf,
+                           dma::DmaBuffer::allocate(*c->space, 4096, {.hugepages = false, .numa_node = -1}));
+  EXPECT_EQ(buf.size(), 2 * kMiB);
 }
 
 TEST(BadInput, DmaMaskOfMoreThan64Bits) {

@@ -71,6 +71,28 @@ TEST_F(DmaSpaceTest, MapsAtAnIovaInsideTheRangesAndTranslates) {
   EXPECT_EQ(s->mapping_count(), 0U);
 }
 
+// Behind an IOMMU any memory can be mapped: the options asked for stand.
+TEST_F(DmaSpaceTest, MemoryOptionsAreThoseAskedFor) {
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
+  const MemoryOptions o = s->memory_options({.hugepages = false, .numa_node = 0});
+  EXPECT_FALSE(o.hugepages);
+  EXPECT_FALSE(o.hugepages_only);
+  EXPECT_EQ(o.numa_node, 0);
+}
+
+// Without an IOMMU, DmaBuffer and DmaPool allocate from hugepages only, whatever was asked.
+class DmaSpaceNoIommuTest : public test::VfioFixture {};
+
+TEST_F(DmaSpaceNoIommuTest, MemoryOptionsAskForHugepagesOnly) {
+  set_group_name("7", "vfio-noiommu");
+  VFE_ASSERT_OK_AND_ASSIGN(auto backend, vfio::make_backend(vfio::IommuMode::noiommu, sys_));
+  VFE_ASSERT_OK_AND_ASSIGN(auto s, DmaSpace::create(backend));
+  const MemoryOptions o = s->memory_options({.hugepages = false, .numa_node = 1});
+  EXPECT_TRUE(o.hugepages);
+  EXPECT_TRUE(o.hugepages_only);
+  EXPECT_EQ(o.numa_node, 1);
+}
+
 TEST_F(DmaSpaceTest, AFailedKernelMapLeavesNoIovaTaken) {
   VFE_ASSERT_OK_AND_ASSIGN(auto s, space());
   const auto before = s->free_iova_bytes();

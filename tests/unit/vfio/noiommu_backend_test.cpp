@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@ using ::testing::IsEmpty;
 constexpr std::uintptr_t kVa = 0x7f1234400000;
 const void* const kBuf = reinterpret_cast<const void*>(kVa);  // never touched: mlock is faked
 constexpr std::uint64_t kPresent = std::uint64_t{1} << 63;
+constexpr std::uint64_t kHugetlb = std::uint64_t{1} << 17;  // KPF_HUGE in /proc/kpageflags
 
 std::vector<std::string>& warnings() {
   static std::vector<std::string> lines;
@@ -46,6 +48,7 @@ class NoIommuTest : public test::VfioFixture {
     set_log_level(LogLevel::warn);
     warnings().clear();
     set_log_sink(capture);
+    script_kpageflags([](std::uint64_t) { return kHugetlb; });
   }
   void TearDown() override {
     set_log_sink(nullptr);
@@ -68,7 +71,22 @@ class NoIommuTest : public test::VfioFixture {
                   });
   }
 
+  // /proc/kpageflags holds flags_of(pfn) for each frame; the frames read are kept in `frames_read`.
+  void script_kpageflags(std::function<std::uint64_t(std::uint64_t)> flags_of) {
+    sys_.on_pread("/proc/kpageflags", [this, flags_of = std::move(flags_of)](void* buf, std::size_t count,
+                                                                             off_t offset) {
+      auto* out = static_cast<std::uint64_t*>(buf);
+      for (std::size_t i = 0; i < count / 8; ++i) {
+        const std::uint64_t pfn = static_cast<std::uint64_t>(offset) / 8 + i;
+        frames_read.push_back(pfn);
+        out[i] = flags_of(pfn);
+      }
+      return static_cast<ssize_t>(count);
+    });
+  }
+
   LogLevel saved_level_ = LogLevel::warn;
+  std::vector<std::uint64_t> frames_read;
 };
 
 TEST_F(NoIommuTest, CreatingItLogsTheUnsafeWarning) {
@@ -139,6 +157,7 @@ TEST_F(NoIommuTest, MapPinsAndReturnsThePhysicalAddress) {
   const auto phys = b->map(kBuf, 8192, 0xdead000);  // the IOVA asked for is ignored
   ASSERT_TRUE(phys) << phys.error().message();
   EXPECT_EQ(*phys, 0x1234000U);
+  EXPECT_THAT(frames_read, ElementsAre(0x1234U, 0x1235U));  // both frames checked for hugetlb
   EXPECT_THAT(sys_.mlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{8192})));
   EXPECT_THAT(sys_.munlocks(), IsEmpty());
 
@@ -200,6 +219,32 @@ TEST_F(NoIommuTest, NonContiguousMemoryNamesThePageThatBreaksTheRun) {
             "the 12288 bytes at 0x7f1234400000 are not physically contiguous (page 2 breaks the "
             "run); use one hugepage per buffer");
   EXPECT_THAT(sys_.munlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{3 * 4096})));
+}
+
+// Base pages can be migrated under the device even while locked: only hugetlb memory is mapped.
+TEST_F(NoIommuTest, MemoryOffHugepagesIsRefusedAndUnpinned) {
+  script_pagemap({kPresent | 0x1234, kPresent | 0x1235});
+  script_kpageflags([](std::uint64_t pfn) { return pfn == 0x1235 ? std::uint64_t{1} << 22 : kHugetlb; });
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  const auto r = b->map(kBuf, 8192, 0);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(EINVAL));
+  EXPECT_EQ(r.error().detail,
+            "the 8192 bytes at 0x7f1234400000 are not hugepage memory (page 1 is not): without an IOMMU "
+            "the kernel may move ordinary pages under the device even while they are locked; allocate "
+            "with DmaBuffer or DmaPool, or map memory from hugetlbfs or an MFD_HUGETLB memfd");
+  EXPECT_THAT(sys_.munlocks(), ElementsAre(std::make_pair(kBuf, std::size_t{8192})));
+  // Nothing was recorded: the same memory, once it is hugetlb, maps.
+  script_kpageflags([](std::uint64_t) { return kHugetlb; });
+  EXPECT_TRUE(b->map(kBuf, 8192, 0));
+}
+
+TEST_F(NoIommuTest, KpageflagsUnreadableIsReportedAndUnpins) {
+  script_pagemap({kPresent | 0x1234});
+  sys_.fail_open("/proc/kpageflags", EACCES);
+  VFE_ASSERT_OK_AND_ASSIGN(auto b, backend());
+  EXPECT_EQ(error_of(b->map(kBuf, 4096, 0)).message(), "open: /proc/kpageflags (Permission denied)");
+  EXPECT_EQ(sys_.munlocks().size(), 1U);
 }
 
 TEST_F(NoIommuTest, MlockFailureSaysToRaiseTheMemlockLimit) {
