@@ -226,7 +226,7 @@ class Controller final : private QueueHost {
   void settle_failure(int err) noexcept;
   // QueueHost (controller_queues.cpp): the queues' side of the table.
   [[nodiscard]] QueueParams queue_params() noexcept override;
-  [[nodiscard]] Result<void> add(HostedQueue& q) override;
+  [[nodiscard]] Result<void> add(HostedQueue& q, bool& listed) override;
   void unregister(HostedQueue& q) noexcept override;
   [[nodiscard]] bool retire(HostedQueue& q) noexcept override;
   void release_qid(std::uint16_t qid) noexcept override;

@@ -24,10 +24,8 @@ Result<std::unique_ptr<IoQueue>> Controller::create_io_queue(engine::Worker& wor
   auto release = ScopeGuard([&]() noexcept { table_.release(qid); });
   const std::uint64_t bytes = IoQueue::memory_bytes(options.entries, page_size());
   VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, bytes, {.hugepages = true, .numa_node = options.numa_node}));
-  VFE_TRY_ASSIGN(auto q, IoQueue::open(*this, qid, options, std::move(mem), worker,
-                                       interrupts ? irqs_->eventfd(qid) : -1));
-  release.dismiss();  // the queue frees its ID when it goes
-  return q;
+  release.dismiss();  // from here the queue owns its ID, also when open fails: it frees it when it goes
+  return IoQueue::open(*this, qid, options, std::move(mem), worker, interrupts ? irqs_->eventfd(qid) : -1);
 }
 
 QueueParams Controller::queue_params() noexcept {
@@ -38,19 +36,23 @@ QueueParams Controller::queue_params() noexcept {
           .retries = options_.retries};
 }
 
-Result<void> Controller::add(HostedQueue& q) {
+Result<void> Controller::add(HostedQueue& q, bool& listed) {
   std::lock_guard failing(fail_mu_);
   if (state() != ControllerState::running) {
     return Error::from_errno(ENODEV, "create I/O queue", "the controller is not running: " + failure());
   }
   if (auto r = q.create_on_device(reset_count_); !r) {
     if (admin_->broken()) {
-      // The controller did not answer: it may still use the queue memory, which goes next.
+      // The controller did not answer: it may have made the queue and may use its memory. Listed,
+      // the queue is failed with the others and retire() tells ~IoQueue whether DMA stopped.
+      table_.add(q);
+      listed = true;
       fail_locked(EIO, fmt::format("creating I/O queue {}: {}", q.queue_id(), r.error().message()));
     }
     return std::move(r).error();
   }
   table_.add(q);
+  listed = true;
   return ok();
 }
 

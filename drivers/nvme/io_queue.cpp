@@ -69,8 +69,10 @@ Result<std::unique_ptr<IoQueue>> IoQueue::open(QueueHost& host, std::uint16_t qi
   // empty and nothing is submitted yet), so that the host makes it on the device and lists it in
   // one step that a reset cannot split.
   VFE_TRY(q->attach(worker, options.completion, eventfd));
-  VFE_TRY(host.add(*q));
-  q->registered_ = true;
+  auto added = host.add(*q, q->registered_);
+  if (!added) {
+    return std::move(added).error();  // ~IoQueue frees what the device cannot use, keeps the rest
+  }
   return q;
 }
 
@@ -112,7 +114,7 @@ IoQueue::~IoQueue() {
         static_cast<IoQueue*>(self)->complete(req);
       },
       this);
-  if (registered_ && device_done) {
+  if (device_done) {
     host_->release_qid(qid_);  // last: a new queue with this ID may now be made
   }
 }

@@ -194,7 +194,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   std::atomic<std::uint8_t> life_{kOpen};
   alignas(64) std::atomic<std::uint32_t> submitters_{0};
 
-  bool registered_ = false;  // the host lists it (set by open)
+  bool registered_ = false;  // the host lists it (set by the host in open, also when that fails)
   std::uint64_t device_generation_ = 0;  // written under the host's lock
   std::atomic<bool> timed_out_{false};
   std::atomic<std::uint32_t> late_cid_{0};  // published by timed_out_'s release store

@@ -66,10 +66,14 @@ class QueueHost {
   [[nodiscard]] virtual Result<Cqe> admin(const Sqe& cmd, const char* what) = 0;
   /// A new queue, attached to its worker: the host creates it on the device (create_on_device
   /// with the host's reset count) and lists it, in one step no reset or failure can split.
-  [[nodiscard]] virtual Result<void> add(HostedQueue& q) = 0;
-  /// ~IoQueue, in this order: out of the watchdog's and failures' sight; deleted on the device,
-  /// or false when the device may still use the queue's memory (a failed controller whose DMA
-  /// could not be stopped); its ID free again.
+  /// `listed` says whether the queue is listed, also on failure: a creation the controller never
+  /// answered fails it, and the queue may exist on the device, so it is listed and goes as any
+  /// other (unregister, then retire says whether its memory is safe).
+  [[nodiscard]] virtual Result<void> add(HostedQueue& q, bool& listed) = 0;
+  /// ~IoQueue, in this order: out of the watchdog's and failures' sight (if listed); deleted on
+  /// the device, or false when the device may still use the queue's memory (a failed controller
+  /// whose DMA could not be stopped); its ID free again (the queue owns its ID from the start,
+  /// and gives it back unless retire said false).
   virtual void unregister(HostedQueue& q) noexcept = 0;
   [[nodiscard]] virtual bool retire(HostedQueue& q) noexcept = 0;
   virtual void release_qid(std::uint16_t qid) noexcept = 0;

@@ -5,7 +5,8 @@
 // only clearing Bus Master Enable can) before it completes a request or frees a queue's memory;
 // when it cannot (config space writes made to fail, through the kernel seam), the requests
 // stay in flight and a queue destroyed meanwhile abandons its memory; and when the kernel then
-// asks for the device back, they complete once it is given back, not before.
+// asks for the device back, they complete once it is given back, not before. A queue whose
+// creation was never answered is treated the same.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -159,6 +160,31 @@ TEST(NvmeDmaStop, AControllerWhoseDmaCannotBeStoppedKeepsItsRequestsAndQueueMemo
   EXPECT_NE(h.ctrl->failure().find("all ones"), std::string::npos) << h.ctrl->failure();
   h.sys.fail_config_writes = false;  // the controller's own teardown goes as usual
   h.sys.fail_device_reset = false;
+}
+
+// Creating a queue is never answered (BAR0 detached: the doorbell goes nowhere) and the
+// controller's DMA cannot be stopped. The controller may have made the queue, so its memory stays
+// allocated and mapped, and its ID taken, as any other queue's would.
+TEST(NvmeDmaStop, AQueueWhoseCreationWasNeverAnsweredKeepsItsMemoryWhenDmaCannotBeStopped) {
+  FaultySys sys;
+  nvme::ControllerOptions opts;
+  opts.io_queues = 1;
+  opts.watchdog_period = milliseconds(60'000);  // the admin timeout finds the device gone, not the watchdog
+  opts.sys = &sys;
+  VFE_ASSERT_OK_AND_ASSIGN(auto ctrl, open_nvme(0, opts));
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start_worker(engine::WorkerMode::polling));
+  const std::size_t mappings = ctrl->dma_space().mapping_count();
+  ASSERT_TRUE(ctrl->bar().detach());
+  sys.fail_config_writes = true;  // bus mastering cannot be switched off
+  sys.fail_device_reset = true;   // nor the function reset
+  const auto q = ctrl->create_io_queue(*worker, {.entries = 16});
+  ASSERT_FALSE(q) << "a queue was made on a controller whose registers read all ones";
+  EXPECT_NE(q.error().message().find("no completion within"), std::string::npos) << q.error().message();
+  EXPECT_EQ(ctrl->state(), nvme::ControllerState::failed);
+  EXPECT_EQ(ctrl->dma_space().mapping_count(), mappings + 1)
+      << "the queue's memory was freed while the controller may still write it";
+  sys.fail_config_writes = false;  // the controller's own teardown goes as usual
+  sys.fail_device_reset = false;
 }
 
 // The kernel asks for the device back (an unbind from vfio-pci) while the failed controller's DMA
