@@ -19,8 +19,8 @@ void AdminQueue::reset() noexcept {
   sq_tail_ = cq_head_ = next_cid_ = 0;
   phase_ = 1;  // §4.6: the controller posts the first pass with phase 1 over zeroed entries
   broken_ = false;
-  posted_count_ = 0;  // a controller reset drops what it held
-  posted_done_.clear();
+  posted_count_ = 0;  // a controller reset drops the requests it held; those that completed
+                      // stay in posted_done_: their events happened, take_posted hands them out
 }
 
 bool AdminQueue::completion_ready() const noexcept {
@@ -91,7 +91,12 @@ Result<void> AdminQueue::post(Sqe cmd, const char* what) {
 }
 
 std::vector<Cqe> AdminQueue::take_posted() {
-  std::lock_guard lock(mu_);
+  // The watchdog calls this every tick: it must not wait out a slow admin command (up to CAP.TO),
+  // which puts aside what arrives meanwhile itself. The next tick looks again.
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    return {};
+  }
   Cqe c;
   while (!broken_ && reap_one(c)) {
     if (!take_if_posted(c)) {

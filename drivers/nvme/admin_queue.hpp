@@ -31,7 +31,9 @@ class AdminQueue {
   AdminQueue(mmio::Bar& bar, std::uint32_t doorbell_stride, Sqe* sq, Cqe* cq, std::uint16_t entries) noexcept
       : bar_(&bar), stride_(doorbell_stride), sq_(sq), cq_(cq), entries_(entries) {}
 
-  /// Empties both queues (as after a controller reset: §3.1.24 the doorbells are 0 again).
+  /// Empties both queues (as after a controller reset: §3.1.24 the doorbells are 0 again). The
+  /// posted commands still outstanding are gone; completions of posted commands that arrived
+  /// before and were not handed out yet stay for `take_posted`.
   void reset() noexcept;
 
   /// Submits `cmd` (its command id is chosen here) and waits up to `timeout` for its completion.
@@ -47,6 +49,7 @@ class AdminQueue {
   [[nodiscard]] Result<void> post(Sqe cmd, const char* what);
   /// The completions of posted commands that arrived since the last call (those found now
   /// included), in arrival order. Each posted command is no longer outstanding once handed out.
+  /// Returns nothing at once while another thread runs a command: ask again later.
   [[nodiscard]] std::vector<Cqe> take_posted();
   /// Posted commands not completed yet.
   [[nodiscard]] std::size_t posted() {

@@ -164,15 +164,23 @@ Result<Cqe> Controller::admin(const Sqe& cmd, const char* what) {
   return admin_->execute(cmd, milliseconds(std::max(5000U, cap_.timeout_ms())), what);
 }
 
-Result<void> Controller::identify_page(std::uint32_t cns_value, std::uint32_t nsid, const char* what) {
+// The admin commands that bring back one page of data (identify, log pages) share the page after
+// the admin queues. Only bring-up and the watchdog thread (resets, events) use it: one at a time.
+Result<std::span<const std::uint8_t>> Controller::data_page_command(Sqe cmd, const char* what) {
+  cmd.prp1 = dma::to_u64(admin_mem_->iova_at(kIdentifyOffset));
+  std::uint8_t* page = admin_mem_->as<std::uint8_t>() + kIdentifyOffset;
+  std::memset(page, 0, kIdentifySize);
+  VFE_TRY(admin(cmd, what));
+  return std::span<const std::uint8_t>(page, kIdentifySize);
+}
+
+Result<std::span<const std::uint8_t>> Controller::identify_page(std::uint32_t cns_value, std::uint32_t nsid,
+                                                                const char* what) {
   Sqe cmd{};
   cmd.opcode = admin::kIdentify;
   cmd.nsid = nsid;
-  cmd.prp1 = dma::to_u64(admin_mem_->iova_at(kIdentifyOffset));
   cmd.cdw10 = cns_value;
-  std::memset(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, 0, kIdentifySize);
-  VFE_TRY(admin(cmd, what));
-  return ok();
+  return data_page_command(cmd, what);
 }
 
 // §5.14 Get Log Page: the first `bytes` (a multiple of 4, at most a page) of log `lid`, with
@@ -181,18 +189,14 @@ Result<std::vector<std::uint8_t>> Controller::read_log(std::uint8_t lid, std::ui
   Sqe cmd{};
   cmd.opcode = admin::kGetLogPage;
   cmd.nsid = ~0U;  // the controller as a whole
-  cmd.prp1 = dma::to_u64(admin_mem_->iova_at(kIdentifyOffset));
   cmd.cdw10 = lid | ((bytes / 4 - 1) << 16);  // LID, NUMDL (0's based dwords)
-  std::uint8_t* page = admin_mem_->as<std::uint8_t>() + kIdentifyOffset;
-  std::memset(page, 0, kIdentifySize);
-  VFE_TRY(admin(cmd, "get log page"));
-  return std::vector<std::uint8_t>(page, page + bytes);
+  VFE_TRY_ASSIGN(const auto page, data_page_command(cmd, "get log page"));
+  return std::vector<std::uint8_t>(page.begin(), page.begin() + bytes);
 }
 
 // §5.15: the controller, its active namespaces, and each of them.
 Result<void> Controller::identify() {
-  const std::span<const std::uint8_t> page(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, kIdentifySize);
-  VFE_TRY(identify_page(cns::kController, 0, "identify controller"));
+  VFE_TRY_ASSIGN(const auto page, identify_page(cns::kController, 0, "identify controller"));
   VFE_TRY_ASSIGN(identity_, parse_identify_controller(page));
   write_zeroes_ = identity_.supports_write_zeroes();
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
@@ -204,12 +208,11 @@ Result<void> Controller::identify() {
 
 // The active namespaces (§5.15.2.2 CNS 02h), each identified (CNS 00h).
 Result<std::vector<NamespaceInfo>> Controller::identify_namespaces() {
-  const std::span<const std::uint8_t> page(admin_mem_->as<std::uint8_t>() + kIdentifyOffset, kIdentifySize);
-  VFE_TRY(identify_page(cns::kActiveNamespaces, 0, "identify active namespaces"));
-  VFE_TRY_ASSIGN(const auto ids, parse_active_namespace_list(page));
+  VFE_TRY_ASSIGN(const auto list, identify_page(cns::kActiveNamespaces, 0, "identify active namespaces"));
+  VFE_TRY_ASSIGN(const auto ids, parse_active_namespace_list(list));
   std::vector<NamespaceInfo> found;
   for (const std::uint32_t nsid : ids) {
-    VFE_TRY(identify_page(cns::kNamespace, nsid, "identify namespace"));
+    VFE_TRY_ASSIGN(const auto page, identify_page(cns::kNamespace, nsid, "identify namespace"));
     VFE_TRY_ASSIGN(auto ns, parse_identify_namespace(nsid, page));
     found.push_back(std::move(ns));
   }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -188,7 +189,9 @@ class Controller final : private QueueHost {
   [[nodiscard]] Result<std::vector<NamespaceInfo>> identify_namespaces();
   [[nodiscard]] Result<void> set_queue_count(std::uint32_t wanted);
   [[nodiscard]] Result<std::uint32_t> request_queues(std::uint32_t wanted);
-  [[nodiscard]] Result<void> identify_page(std::uint32_t cns, std::uint32_t nsid, const char* what);
+  [[nodiscard]] Result<std::span<const std::uint8_t>> data_page_command(Sqe cmd, const char* what);
+  [[nodiscard]] Result<std::span<const std::uint8_t>> identify_page(std::uint32_t cns, std::uint32_t nsid,
+                                                                    const char* what);
   void watchdog() noexcept;
   void check_health() noexcept;
   void on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept;
@@ -219,6 +222,8 @@ class Controller final : private QueueHost {
   // Asynchronous events (controller_events.cpp): armed at bring-up and after each reset,
   // handled by the watchdog.
   [[nodiscard]] Result<void> arm_events();
+  // Posts event requests until as many wait as AERL allows (at most AdminQueue::kMaxPosted).
+  [[nodiscard]] Result<void> top_up_events();
   void handle_events() noexcept;
   void handle_event(AsyncEvent ev) noexcept;
   [[nodiscard]] Result<std::vector<std::uint8_t>> read_log(std::uint8_t lid, std::uint32_t bytes);

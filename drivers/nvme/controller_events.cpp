@@ -42,6 +42,10 @@ Result<void> Controller::arm_events() {
     // Error events need no configuration: the requests still go out.
     log_warn("nvme {}: {}; only error events will be reported", device_->bdf().to_string(), r.error().message());
   }
+  return top_up_events();
+}
+
+Result<void> Controller::top_up_events() {
   const std::size_t wanted = std::min<std::size_t>(identity_.aerl + 1U, AdminQueue::kMaxPosted);
   while (admin_->posted() < wanted) {
     VFE_TRY(admin_->post(event_request(), "asynchronous event request"));
@@ -78,8 +82,9 @@ void Controller::handle_event(AsyncEvent ev) noexcept {
       log_warn("nvme {}: reading log page {:#04x} for an event: {}", bdf, ev.log_page, log.error().message());
     }
   }
-  // After the page was read: the controller reports nothing more of this type until then.
-  if (auto r = admin_->post(event_request(), "asynchronous event request"); !r) {
+  // After the page was read: the controller reports nothing more of this type until then. (An
+  // event kept across a reset finds the requests topped up already.)
+  if (auto r = top_up_events(); !r) {
     log_warn("nvme {}: {}", bdf, r.error().message());
   }
   log_warn("nvme {}: asynchronous event: {}", bdf, ev.describe());

@@ -285,7 +285,10 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
   return true;
 }
 
-// A reset under way, or the queue being destroyed (see ~IoQueue).
+// A reset under way, or the queue being destroyed (see ~IoQueue). life_ is read relaxed: it is
+// a hint that spares the device commands about to be cancelled. What ~IoQueue relies on is
+// detach(), whose hand-over with the worker orders everything the worker did before it; a
+// command the worker sends before it sees kDestroying is deleted with the SQ and reaped there.
 bool IoQueue::paused() const noexcept {
   return host_->state() == ControllerState::resetting || life_.load(std::memory_order_relaxed) == kDestroying;
 }

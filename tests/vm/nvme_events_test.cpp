@@ -50,15 +50,6 @@ Result<nvme::Cqe> set_over_temperature(nvme::Controller& c, std::uint16_t kelvin
   return c.admin(cmd, "set features: temperature threshold");
 }
 
-// Waits until the controller is running after its `n`-th reset.
-void wait_for_reset(nvme::Controller& c, std::uint64_t n) {
-  const auto end = std::chrono::steady_clock::now() + milliseconds(20'000);
-  while (c.stats().resets.load() < n || c.state() != nvme::ControllerState::running) {
-    ASSERT_LT(std::chrono::steady_clock::now(), end) << "reset " << n << " did not finish: " << c.failure();
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-}
-
 TEST(NvmeEvents, ATemperatureOverItsThresholdIsReportedWithTheHealthLogAlsoAfterAReset) {
   Events events;
   nvme::ControllerOptions opts;

@@ -232,11 +232,7 @@ TEST(NvmeRecoveryLimits, AResetStormGivesUpAfterMaxResetsWithTheReason) {
   ASSERT_NO_FATAL_FAILURE(VFE_ASSERT_OK(make_rig(r, engine::CompletionMode::polling, recovering(2))));
   for (std::uint64_t n = 1; n <= 2; ++n) {
     ASSERT_TRUE(r.ctrl->device().reset());
-    const auto end = std::chrono::steady_clock::now() + milliseconds(20'000);
-    while (r.ctrl->stats().resets.load() < n || r.ctrl->state() != nvme::ControllerState::running) {
-      ASSERT_LT(std::chrono::steady_clock::now(), end) << "reset " << n << " did not finish: " << r.ctrl->failure();
-      std::this_thread::sleep_for(milliseconds(5));
-    }
+    ASSERT_NO_FATAL_FAILURE(wait_for_reset(*r.ctrl, n));
   }
   auto& inflight = r.reqs;  // the rig's: they outlive the queues however the test ends
   for (std::size_t k = 0; k < 32; ++k) {

@@ -6,12 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
@@ -37,6 +37,15 @@ inline Result<std::unique_ptr<nvme::Controller>> open_nvme(unsigned index, nvme:
   VFE_TRY_ASSIGN(const vfio::Bdf bdf, device_of("nvme", index));
   options.mode = mode();
   return nvme::Controller::create(bdf.to_string(), options);
+}
+
+/// Waits until `c` is running after its `n`-th reset (for ASSERT_NO_FATAL_FAILURE).
+inline void wait_for_reset(nvme::Controller& c, std::uint64_t n) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(20'000);
+  while (c.stats().resets.load() < n || c.state() != nvme::ControllerState::running) {
+    ASSERT_LT(std::chrono::steady_clock::now(), end) << "reset " << n << " did not finish: " << c.failure();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 /// A request whose completion a test thread can wait for.
