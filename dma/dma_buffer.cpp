@@ -67,15 +67,24 @@ Result<DmaBuffer> DmaBuffer::allocate(DmaSpace& space, std::uint64_t size,
   const MemoryOptions usable = space.memory_options(options);
   std::vector<HostMemory> rejected;
   for (int attempt = 0;; ++attempt) {
-    VFE_TRY_ASSIGN(HostMemory memory, HostMemory::allocate(size, usable));
-    auto iova = space.map(memory.data(), memory.size(), memory.page_size());
+    auto memory = HostMemory::allocate(size, usable);
+    if (!memory) {
+      if (rejected.empty()) {
+        return std::move(memory).error();
+      }
+      // The blocks held aside took the pool: say why they were refused, too.
+      return Error::from_errno(ERANGE, "allocate DMA memory",
+                               fmt::format("{} block(s) lay beyond the device's DMA mask, then: {}", rejected.size(),
+                                           memory.error().message()));
+    }
+    auto iova = space.map(memory->data(), memory->size(), memory->page_size());
     if (iova) {
-      return DmaBuffer(space, std::move(memory), *iova);
+      return DmaBuffer(space, std::move(*memory), *iova);
     }
     if (!physical || !iova.error().is(ERANGE) || attempt + 1 >= kNoIommuAttempts) {
       return std::move(iova).error();
     }
-    rejected.push_back(std::move(memory));
+    rejected.push_back(std::move(*memory));
   }
 }
 

@@ -63,9 +63,10 @@ long free_hugepages_on(int node) {
   return read_count(fmt::format("/sys/devices/system/node/node{}/hugepages/hugepages-2048kB/free_hugepages", node));
 }
 
-// The error for hugepage-only memory when the pool has too few: how many to reserve. Free pages
-// that another mapping has reserved (resv_hugepages) are not to be had.
-Error no_hugepages(std::uint64_t bytes) {
+// The error for hugepage-only memory when none could be had: how many to reserve, or, when the
+// pool has enough free ones, why the kernel refused (`err`: another process took them, a hugetlb
+// cgroup limit). Free pages that another mapping has reserved (resv_hugepages) are not to be had.
+Error no_hugepages(std::uint64_t bytes, int err) {
   const std::string pool = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
   const long total = read_count(pool + "nr_hugepages");
   if (total < 0) {
@@ -74,10 +75,14 @@ Error no_hugepages(std::uint64_t bytes) {
   }
   const long usable = std::max(read_count(pool + "free_hugepages") - std::max(read_count(pool + "resv_hugepages"), 0L), 0L);
   const auto needed = static_cast<long>(bytes / kHugePage);
+  if (usable >= needed) {
+    return Error::from_errno(err, "allocate DMA memory",
+                             fmt::format("{} bytes of 2 MiB hugepages ({} of {} are free)", bytes, usable, total));
+  }
   return Error::from_errno(ENOMEM, "allocate DMA memory",
                            fmt::format("{} bytes need {} free 2 MiB hugepage(s) and {} of {} are free; reserve "
-                                       "more as root: echo {} >/proc/sys/vm/nr_hugepages",
-                                       bytes, needed, usable, total, total + needed - std::min(usable, needed)));
+                                       "more as root: echo {} >{}nr_hugepages",
+                                       bytes, needed, usable, total, total + needed - usable, pool));
 }
 
 // Hugepage memory is reserved from the global pool when it is mapped, but a fault under a strict
@@ -96,7 +101,7 @@ bool node_has_hugepages(int node, std::uint64_t bytes) {
   return true;
 }
 
-// Maps `size` bytes backed by 2 MiB hugepages, or nothing (nullptr) when none can be had.
+// Maps `size` bytes backed by 2 MiB hugepages, or nothing (nullptr, errno set) when none can be had.
 void* map_hugepages(std::uint64_t size) {
   Fd fd(::memfd_create("vfe-dma", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB));
   if (!fd || ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
@@ -104,7 +109,7 @@ void* map_hugepages(std::uint64_t size) {
   }
   // MAP_SHARED of a hugetlb memfd reserves the pages now: no SIGBUS on first touch later.
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  return p == MAP_FAILED ? nullptr : p;
+  return p == MAP_FAILED ? nullptr : p;  // closing the memfd (it succeeds) leaves errno as it is
 }
 
 }  // namespace
@@ -120,7 +125,7 @@ Result<HostMemory> HostMemory::allocate(std::uint64_t size, const MemoryOptions&
     page = data != nullptr ? kHugePage : kSmallPage;
   }
   if (data == nullptr && options.hugepages_only) {
-    return no_hugepages(align_up(size, kHugePage));
+    return no_hugepages(align_up(size, kHugePage), errno);
   }
   if (data == nullptr) {
     data = ::mmap(nullptr, align_up(size, kSmallPage), PROT_READ | PROT_WRITE,

@@ -14,6 +14,18 @@ namespace vfe::nvme {
 
 void AdminQueue::reset() noexcept {
   std::lock_guard lock(mu_);
+  // The controller is disabled: what it wrote to the CQ stays. Events it reported that nobody
+  // reaped yet happened; keep them with the others for take_posted (no doorbell: it is gone).
+  while (posted_count_ > 0 && completion_ready()) {
+    mmio::io_rmb();  // the rest of the entry only after its phase tag, as in reap_one
+    Cqe c;
+    std::memcpy(&c, const_cast<const Cqe*>(&cq_[cq_head_]), sizeof(c));
+    static_cast<void>(take_if_posted(c));
+    if (++cq_head_ == entries_) {
+      cq_head_ = 0;
+      phase_ ^= 1U;
+    }
+  }
   std::memset(static_cast<void*>(sq_), 0, sizeof(Sqe) * entries_);
   std::memset(static_cast<void*>(cq_), 0, sizeof(Cqe) * entries_);
   sq_tail_ = cq_head_ = next_cid_ = 0;
@@ -84,7 +96,7 @@ Result<void> AdminQueue::post(Sqe cmd, const char* what) {
   if (posted_count_ == kMaxPosted) {
     return Error::from_errno(EBUSY, what, fmt::format("{} commands are outstanding already", kMaxPosted));
   }
-  posted_done_.reserve(kMaxPosted);  // take_if_posted then never allocates
+  posted_done_.reserve(kKeptMax);  // see kKeptMax
   push(cmd);
   posted_cids_[posted_count_++] = cmd.cid;
   return ok();
@@ -106,7 +118,7 @@ std::vector<Cqe> AdminQueue::take_posted() {
   std::vector<Cqe> out;
   if (!posted_done_.empty()) {  // nothing allocated on a tick when nothing came
     out.swap(posted_done_);
-    posted_done_.reserve(kMaxPosted);  // take_if_posted then never allocates
+    posted_done_.reserve(kKeptMax);  // see kKeptMax
   }
   return out;
 }

@@ -87,6 +87,10 @@ class AdminQueue {
   std::array<std::uint16_t, kMaxPosted> posted_cids_{};  // the first posted_count_ are outstanding
   std::size_t posted_count_ = 0;
   std::vector<Cqe> posted_done_;  // completions of posted commands, not handed out yet
+  // Room reserved in posted_done_: those kept across a reset and those posted after it, so
+  // take_if_posted does not allocate (only resets in a row with no take_posted between could
+  // make it: the watchdog's path, never the data path).
+  static constexpr std::size_t kKeptMax = 2 * kMaxPosted;
 };
 
 }  // namespace vfe::nvme

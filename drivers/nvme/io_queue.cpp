@@ -80,7 +80,7 @@ IoQueue::~IoQueue() {
   close();
   // From here the worker neither submits nor reaps (paused): once unlisted, a reset no longer
   // re-creates the queue, and its doorbells could name a queue the device does not have.
-  life_.store(kDestroying, std::memory_order_relaxed);
+  destroying_.store(true, std::memory_order_relaxed);
   if (registered_) {
     host_->unregister(*this);  // from here on neither the watchdog nor a failure looks at it
   }
@@ -179,27 +179,27 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
 }
 
 void IoQueue::close() noexcept {
-  // seq_cst store, then seq_cst loads of the count; submit counts itself in (seq_cst) before it
-  // reads life_ (seq_cst): one of the two sees the other, so a submit either refuses or is
-  // counted here. The count's release decrement hands over what that submit put in the ring.
-  std::uint8_t open = kOpen;
-  life_.compare_exchange_strong(open, kClosed, std::memory_order_seq_cst);
-  while (submitters_.load(std::memory_order_seq_cst) != 0) {
+  gate_.fetch_or(kClosedBit, std::memory_order_relaxed);
+  // All on one atomic: a submit whose CAS came before the bit is counted, and its release
+  // decrement, read here with acquire, hands over what it put in the ring.
+  while ((gate_.load(std::memory_order_acquire) & ~kClosedBit) != 0) {
     std::this_thread::yield();
   }
 }
 
 int IoQueue::submit(IoRequest& req) noexcept {
-  submitters_.fetch_add(1, std::memory_order_seq_cst);
+  std::uint32_t gate = gate_.load(std::memory_order_relaxed);
+  do {
+    if ((gate & kClosedBit) != 0) {
+      return -ECANCELED;
+    }
+  } while (!gate_.compare_exchange_weak(gate, gate + 1, std::memory_order_relaxed, std::memory_order_relaxed));
   const int rc = submit_counted(req);
-  submitters_.fetch_sub(1, std::memory_order_release);
+  gate_.fetch_sub(1, std::memory_order_release);
   return rc;
 }
 
 int IoQueue::submit_counted(IoRequest& req) noexcept {
-  if (life_.load(std::memory_order_seq_cst) != kOpen) {
-    return -ECANCELED;
-  }
   if (const int err = host_->failure_errno(); err != 0) {
     return -err;
   }
@@ -285,12 +285,12 @@ bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noex
   return true;
 }
 
-// A reset under way, or the queue being destroyed (see ~IoQueue). life_ is read relaxed: it is
-// a hint that spares the device commands about to be cancelled. What ~IoQueue relies on is
+// A reset under way, or the queue being destroyed (see ~IoQueue). destroying_ is read relaxed:
+// it is a hint that spares the device commands about to be cancelled. What ~IoQueue relies on is
 // detach(), whose hand-over with the worker orders everything the worker did before it; a
-// command the worker sends before it sees kDestroying is deleted with the SQ and reaped there.
+// command the worker sends before it sees the flag is deleted with the SQ and reaped there.
 bool IoQueue::paused() const noexcept {
-  return host_->state() == ControllerState::resetting || life_.load(std::memory_order_relaxed) == kDestroying;
+  return host_->state() == ControllerState::resetting || destroying_.load(std::memory_order_relaxed);
 }
 
 std::size_t IoQueue::submit_to_device(std::span<engine::Request*> reqs) noexcept {

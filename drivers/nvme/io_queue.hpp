@@ -92,8 +92,8 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   /// or being destroyed). Only on 0 will `on_complete` run. Any thread; noexcept; no allocation.
   [[nodiscard]] int submit(IoRequest& req) noexcept;
   /// Stops taking requests: once it returns, every `submit` returns -ECANCELED and no `submit`
-  /// begun before is still running. Requests already taken complete as usual. Any thread;
-  /// idempotent. The destructor begins with it. When other threads may still be submitting,
+  /// begun before is still running (it waits for those, never for submits that begin after
+  /// it). Requests already taken complete as usual. Any thread; idempotent. The destructor begins with it. When other threads may still be submitting,
   /// close first, and destroy the queue once they have stopped (have seen -ECANCELED): a
   /// `submit` that begins after the destructor returned uses freed memory, which no queue can
   /// refuse.
@@ -188,11 +188,14 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   bool dead_ = false;     // fail_in_flight ran: the completion queue is no longer read
   bool deleted_ = false;  // gone from the controller: its doorbells must not be written
 
-  // open: submit takes requests; closed: submit refuses (close()); destroying: the worker is
-  // paused too (~IoQueue). The submitters in submit() are counted, on a line of their own.
-  static constexpr std::uint8_t kOpen = 0, kClosed = 1, kDestroying = 2;
-  std::atomic<std::uint8_t> life_{kOpen};
-  alignas(64) std::atomic<std::uint32_t> submitters_{0};
+  // ~IoQueue began: the worker is paused too (see paused()).
+  std::atomic<bool> destroying_{false};
+  // submit() enters through the gate, on a line of its own: bit 31 is set by close() (submits
+  // refuse from then on), bits 30:0 count the submits under way. Entering is a CAS that fails
+  // once the bit is set, so after close() the count only falls: close() waits for the submits
+  // already in, never for new ones, however many threads keep trying.
+  static constexpr std::uint32_t kClosedBit = 1U << 31;
+  alignas(64) std::atomic<std::uint32_t> gate_{0};
 
   bool registered_ = false;  // the host lists it (set by the host in open, also when that fails)
   std::uint64_t device_generation_ = 0;  // written under the host's lock

@@ -11,6 +11,7 @@ void QueueTable::reset(std::uint32_t granted) {
   std::lock_guard lock(mu_);
   used_.assign(granted + 1, false);
   used_[0] = true;  // the admin queue
+  live_.reserve(granted);  // add() never allocates: each live queue holds one of these IDs
 }
 
 Result<std::uint16_t> QueueTable::claim(bool needs_vector, std::uint32_t vectors) {
@@ -40,7 +41,7 @@ void QueueTable::release(std::uint16_t qid) noexcept {
   }
 }
 
-void QueueTable::add(HostedQueue& q) {
+void QueueTable::add(HostedQueue& q) noexcept {
   std::lock_guard lock(mu_);
   live_.push_back(&q);
 }

@@ -22,7 +22,7 @@ class QueueTable {
   /// queue ID). EBUSY when none is free, ENOTSUP when a vector is needed and there are none.
   [[nodiscard]] Result<std::uint16_t> claim(bool needs_vector, std::uint32_t vectors);
   void release(std::uint16_t qid) noexcept;
-  void add(HostedQueue& q);
+  void add(HostedQueue& q) noexcept;
   void remove(HostedQueue& q) noexcept;
   [[nodiscard]] std::size_t size() const;
   template <class F>

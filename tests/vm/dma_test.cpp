@@ -219,8 +219,8 @@ TEST(Dma, HugepageOnlyMemoryBeyondThePoolSaysHowManyToReserve) {
   ASSERT_GT(total, 0) << "the guest reserves hugepages";
   const std::uint64_t bytes = static_cast<std::uint64_t>(usable + 1) * (2ULL << 20);
   const std::string expected = fmt::format("{} bytes need {} free 2 MiB hugepage(s) and {} of {} are free; "
-                                           "reserve more as root: echo {} >/proc/sys/vm/nr_hugepages",
-                                           bytes, usable + 1, usable, total, total + 1);
+                                           "reserve more as root: echo {} >{}nr_hugepages",
+                                           bytes, usable + 1, usable, total, total + 1, pool);
   auto m = dma::HostMemory::allocate(bytes, {.hugepages = true, .numa_node = -1, .hugepages_only = true});
   ASSERT_FALSE(m) << "got " << m->size() << " bytes on " << m->page_size() << "-byte pages";
   EXPECT_TRUE(m.error().is(ENOMEM));

@@ -85,6 +85,24 @@ TEST_F(AdminQueueTest, AResetKeepsEventsThatArrivedAndDropsOutstandingRequests) 
   EXPECT_EQ(events[0].dw0, 0x00020001U);
 }
 
+// The event was written to the completion queue but not reaped (no command ran, no watchdog tick
+// came) when the controller was reset: it is found there and handed out all the same.
+TEST_F(AdminQueueTest, AResetKeepsAnEventLeftInTheCompletionQueue) {
+  ASSERT_TRUE(admin_->post(event_request(), "asynchronous event request"));  // id 0
+  ASSERT_TRUE(admin_->post(event_request(), "asynchronous event request"));  // id 1
+  complete(1, 0x00030002);
+  admin_->reset();
+  EXPECT_EQ(admin_->posted(), 0U);
+  const auto events = admin_->take_posted();
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].cid, 1U);
+  EXPECT_EQ(events[0].dw0, 0x00030002U);
+  // The queue starts over: the next answer is expected in the first slot, phase 1.
+  next_cqe_ = 0;
+  complete(0);
+  VFE_ASSERT_OK(admin_->execute(Sqe{}, milliseconds(100), "identify"));
+}
+
 TEST_F(AdminQueueTest, ATimeoutBreaksTheQueueUntilAReset) {
   const auto r = admin_->execute(Sqe{}, milliseconds(1), "identify");
   ASSERT_FALSE(r);
