@@ -34,6 +34,9 @@ constexpr unsigned kMaxFailedReads = 8;
 constexpr std::uint64_t kWakeTag = 1;
 // Low bit set on a watch's user_data: the SQE in flight is a poll, not a read (see arm_read).
 constexpr std::uint64_t kPollBit = 1ULL << 0;
+// Bit 1 set: the user_data is a RingOp (ring_submit), not a watch.
+constexpr std::uint64_t kOpBit = 1ULL << 1;
+static_assert(alignof(RingOp) >= 4 && alignof(Watch) >= 4, "the low two bits of their addresses tag user_data");
 
 // The io_uring setup flags to try, best first. SINGLE_ISSUER (6.0) and DEFER_TASKRUN (6.1) let
 // the kernel skip locking and run completion work only when the worker enters the ring;
@@ -54,6 +57,8 @@ struct Worker::Impl {
   std::uint64_t wake_count = 0;
   bool wake_armed = false;
   bool must_poll = false;  // some pollable needs_polling(): never sleep
+  std::size_t ops_in_flight = 0;  // ring_submit()s whose completion has not run
+  bool dropping_ops = false;      // shutting down: their owners may be gone
 
   void update_must_poll() noexcept {
     must_poll = std::any_of(pollables.begin(), pollables.end(),
@@ -373,8 +378,26 @@ std::size_t Worker::run_once(Impl& impl) noexcept {
   for (Pollable* p : impl.pollables) {
     work += p->poll();
   }
+  // Ring ops complete through task work, which DEFER_TASKRUN runs only inside io_uring_enter:
+  // while any are in flight, enter on every round (and hand over what was queued meanwhile).
+  if (impl.ops_in_flight != 0 || io_uring_sq_ready(&impl.ring) != 0) {
+    io_uring_submit_and_get_events(&impl.ring);
+  }
   return work + reap(impl);
 }
+
+bool Worker::ring_submit(RingOp& op, const io_uring_sqe& sqe) noexcept {
+  io_uring_sqe* s = impl_->sqe();
+  if (s == nullptr) {
+    return false;
+  }
+  std::memcpy(static_cast<void*>(s), &sqe, sizeof(sqe));
+  io_uring_sqe_set_data64(s, reinterpret_cast<std::uintptr_t>(&op) | kOpBit);
+  ++impl_->ops_in_flight;
+  return true;
+}
+
+std::size_t Worker::ring_ops_in_flight() const noexcept { return impl_ != nullptr ? impl_->ops_in_flight : 0; }
 
 std::size_t Worker::reap(Impl& impl) noexcept {
   io_uring_cqe* cqe = nullptr;
@@ -396,6 +419,14 @@ void Worker::complete(Impl& impl, std::uint64_t data, int res) noexcept {
     impl.wake_armed = false;
     if (!stopping_.load(std::memory_order_relaxed)) {
       impl.arm_wake(wake_fd_.get());
+    }
+    return;
+  }
+  if ((data & kOpBit) != 0) {
+    --impl.ops_in_flight;
+    if (!impl.dropping_ops) {
+      auto* op = reinterpret_cast<RingOp*>(data & ~kOpBit);
+      op->complete(op, res);
     }
     return;
   }
@@ -434,6 +465,11 @@ void Worker::shutdown(Impl& impl) noexcept {
   // after it is freed.
   for (auto& w : impl.watches) {
     w->removed = true;
+  }
+  if (impl.ops_in_flight != 0) {
+    log_error("{}: {} ring op(s) still in flight at shutdown; their completions are dropped", options_.name,
+              impl.ops_in_flight);
+    impl.dropping_ops = true;
   }
   io_uring_sqe* s = impl.sqe();
   io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);

@@ -18,6 +18,8 @@
 #include "base/units.hpp"
 #include "engine/mpsc_ring.hpp"
 
+struct io_uring_sqe;
+
 namespace vfe::engine {
 
 /// How a worker waits for work.
@@ -55,6 +57,13 @@ class Pollable {
   Pollable() = default;
   Pollable(const Pollable&) = default;
   Pollable& operator=(const Pollable&) = default;
+};
+
+/// An operation a component keeps on a worker's own io_uring (a ublk URING_CMD, say): when it
+/// completes, `complete(op, res)` runs on the worker with the CQE's result. The op must stay alive
+/// (and its owner too) until then; a worker destroyed with ops in flight drops their completions.
+struct RingOp {
+  void (*complete)(RingOp* op, int res) noexcept = nullptr;
 };
 
 /// Runs on the worker when a watched eventfd fired; `count` is the eventfd's counter (how many
@@ -119,6 +128,14 @@ class Worker {
   [[nodiscard]] Result<void> watch(int eventfd, IrqHandler handler);
   /// Stops watching; when it returns the handler will not run again.
   [[nodiscard]] Result<void> unwatch(int eventfd);
+
+  /// Worker thread only: puts a copy of `sqe` on this worker's ring, its user_data naming `op`,
+  /// and hands it to the kernel before the worker next looks for completions. False when the
+  /// submission queue stays full. While ops are in flight the worker enters the ring on every
+  /// loop round: the kernel delivers such completions as task work, which runs only then.
+  [[nodiscard]] bool ring_submit(RingOp& op, const io_uring_sqe& sqe) noexcept;
+  /// Ring ops whose completion has not run yet (worker thread only).
+  [[nodiscard]] std::size_t ring_ops_in_flight() const noexcept;
 
   /// Adds / removes a pollable (it must outlive its registration). Blocks until done.
   [[nodiscard]] Result<void> add(Pollable& p);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -164,6 +165,51 @@ INSTANTIATE_TEST_SUITE_P(AllModes, WorkerModes,
 // A read that fails once does not end a watch. The fd here is a UDP socket with an error pending
 // (an ICMP port unreachable for a datagram it sent): its first read fails with ECONNREFUSED, and
 // the next datagram must still reach the handler.
+// A ring op (what a ublk queue keeps on the worker's ring): a read of a pipe that another
+// thread fills later completes on the worker, once, with the CQE's result, in every mode (an
+// interrupt-mode worker asleep in io_uring wakes for it).
+TEST_P(WorkerModes, ARingOpCompletesOnTheWorker) {
+  VFE_ASSERT_OK_AND_ASSIGN(auto worker, start(GetParam()));
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  struct Op : RingOp {
+    Worker* worker = nullptr;
+    char byte = 0;
+    std::atomic<int> completions{0};
+    std::atomic<int> res{0};
+    std::atomic<bool> on_worker{false};
+  } op;
+  op.worker = worker.get();
+  op.complete = [](RingOp* o, int res) noexcept {
+    auto& self = *static_cast<Op*>(o);
+    self.on_worker = self.worker->on_worker_thread();
+    self.res = res;
+    self.completions.fetch_add(1);
+  };
+  bool submitted = false;
+  ASSERT_TRUE(worker->run_sync([&] {
+    io_uring_sqe sqe{};
+    io_uring_prep_read(&sqe, fds[0], &op.byte, 1, 0);
+    submitted = worker->ring_submit(op, sqe);
+  }));
+  ASSERT_TRUE(submitted);
+  std::this_thread::sleep_for(20ms);  // long enough for an interrupt-mode worker to sleep
+  EXPECT_EQ(op.completions.load(), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  for (int i = 0; i < 5000 && op.completions.load() == 0; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(op.completions.load(), 1);
+  EXPECT_EQ(op.res.load(), 1);
+  EXPECT_EQ(op.byte, 'x');
+  EXPECT_TRUE(op.on_worker.load());
+  std::size_t in_flight = 1;
+  ASSERT_TRUE(worker->run_sync([&] { in_flight = worker->ring_ops_in_flight(); }));
+  EXPECT_EQ(in_flight, 0U);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 TEST(Worker, AWatchOutlivesAFailedRead) {
   VFE_ASSERT_OK_AND_ASSIGN(auto worker, Worker::start({}));
   const auto loopback = [](std::uint16_t port) {
