@@ -5,7 +5,7 @@ include(CMakePackageConfigHelpers)
 install(TARGETS ${VFE_INSTALLED_LIBS} vfe EXPORT vfeTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/vfe)
-foreach(dir base vfio mmio dma irq engine drivers)
+foreach(dir base vfio mmio dma irq engine drivers frontends)
   if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/${dir})
     install(DIRECTORY ${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/vfe/${dir}
             FILES_MATCHING PATTERN "*.hpp")

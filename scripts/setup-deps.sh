@@ -31,8 +31,9 @@ packages=(
   socat
   # the rig's stalling namespace: an NBD server whose pause filter holds requests on demand
   nbdkit
-  # the kernel's own I/O path that vfio-bench nvme is compared with in the guest
-  fio
+  # the kernel's own I/O path that vfio-bench nvme is compared with in the guest, and what checks
+  # vfe-ublk's block device there (fio --verify, an ext4 filesystem)
+  fio e2fsprogs
 )
 
 if [[ ${VFE_SKIP_SETUP:-} == 1 ]]; then

@@ -30,6 +30,10 @@ inline constexpr std::uint64_t kFaultyLba = 1000;
 inline constexpr std::uint32_t kStallNsid = 3;
 inline constexpr std::uint64_t kStallNsBytes = 4 * kMiB;
 
+// Controller 0's fourth namespace (tests/vm/run.sh): 64 MiB that vfe-ublk serves as a block
+// device to fio and a filesystem (tests/vm/guest/ublk_check.sh); nothing else touches it.
+inline constexpr std::uint32_t kUblkNsid = 4;
+
 inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {0, 4096, 0, 1},                        // one page
     {1 * kMiB + 512, 512, 512, 1},          // one block, mid-page in its buffer

@@ -132,6 +132,8 @@ once = "off"
 BLKDEBUG
 # Controller 0's namespace 3 (kStall*): an NBD export the host can pause (see the top).
 truncate -s 4M "$disk_dir/nvme0-stall.img"
+# Namespace 4 of the first NVMe: what vfe-ublk serves (tests/vm/guest/ublk_check.sh).
+[[ -f $disk_dir/nvme0-ublk.img ]] || truncate -s 64M "$disk_dir/nvme0-ublk.img"
 nbdkit -f --exit-with-parent -U "$work/nbd.sock" --filter=pause file "$disk_dir/nvme0-stall.img" \
   pause-control="$work/pause.sock" 2>"$work/nbdkit.err" &
 nbd_server=$!
@@ -155,6 +157,8 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -device nvme-ns,drive=nvm0f,bus=nvme0,nsid=2
   -drive "if=none,id=nvm0s,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=$work/nbd.sock"
   -device nvme-ns,drive=nvm0s,bus=nvme0,nsid=3
+  -drive "file=$disk_dir/nvme0-ublk.img,if=none,id=nvm0u,format=raw"
+  -device nvme-ns,drive=nvm0u,bus=nvme0,nsid=4
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
   -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
   -device edu,bus=pcie.0

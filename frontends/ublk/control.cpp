@@ -1,0 +1,126 @@
+#include "frontends/ublk/control.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace vfe::ublk {
+namespace {
+
+constexpr const char* kControlPath = "/dev/ublk-control";
+
+Error command_error(int res, const char* what, std::uint32_t dev_id) {
+  if (res == -EPERM || res == -EACCES) {
+    return Error::from_errno(-res, what, "ublk control commands need root (CAP_SYS_ADMIN)");
+  }
+  return Error::from_errno(-res, what, fmt::format("ublk device {}", dev_id));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Control>> Control::open() {
+  Fd fd(::open(kControlPath, O_RDWR | O_CLOEXEC));
+  if (!fd) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return Error::from_errno(err, "open /dev/ublk-control",
+                               "this kernel has no ublk: it needs CONFIG_BLK_DEV_UBLK (Linux 6.0+; try `modprobe "
+                               "ublk_drv`)");
+    }
+    return Error::from_errno(err, "open /dev/ublk-control",
+                             err == EACCES || err == EPERM ? "ublk needs root (CAP_SYS_ADMIN)" : "");
+  }
+  std::unique_ptr<Control> c(new Control(std::move(fd)));
+  if (const int rc = io_uring_queue_init(4, &c->ring_, IORING_SETUP_SQE128); rc != 0) {
+    return Error::from_errno(-rc, "io_uring_queue_init", "128-byte SQEs for ublk control commands (Linux 5.19+)");
+  }
+  c->ring_up_ = true;
+  return c;
+}
+
+Control::~Control() {
+  if (ring_up_) {
+    io_uring_queue_exit(&ring_);
+  }
+}
+
+int Control::run(abi::CtrlOp op, const abi::CtrlCmd& cmd, bool ioctl) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    return -EBUSY;  // one command at a time under mu_: the ring is never full
+  }
+  std::memset(static_cast<void*>(sqe), 0, 2 * sizeof(io_uring_sqe));  // a 128-byte entry
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = fd_.get();
+  sqe->cmd_op = ioctl ? abi::ctrl_ioctl(op) : op;
+  std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
+  io_uring_cqe* cqe = nullptr;
+  if (const int rc = io_uring_submit_and_wait(&ring_, 1); rc < 0) {
+    return rc;
+  }
+  if (const int rc = io_uring_wait_cqe(&ring_, &cqe); rc < 0) {
+    return rc;
+  }
+  const int res = cqe->res;
+  io_uring_cqe_seen(&ring_, cqe);
+  return res;
+}
+
+Result<abi::DevInfo> Control::add(abi::DevInfo wanted) {
+  const std::lock_guard lock(mu_);
+  abi::DevInfo info = wanted;
+  abi::CtrlCmd cmd{.dev_id = wanted.dev_id, .queue_id = 0xffff, .len = sizeof(info),
+                   .addr = reinterpret_cast<std::uintptr_t>(&info), .data0 = 0, .data1 = 0};
+  // 6.4+ knows the ioctl encoding; 6.1 answers it with an error: then the legacy number.
+  int res = run(abi::kAddDev, cmd, true);
+  if (res < 0 && res != -EPERM && res != -EEXIST) {
+    info = wanted;
+    res = run(abi::kAddDev, cmd, false);
+  }
+  if (res < 0) {
+    return command_error(res, "ublk ADD_DEV", wanted.dev_id);
+  }
+  ioctl_ = (info.flags & abi::kFlagCmdIoctlEncode) != 0;
+  return info;
+}
+
+Result<void> Control::set_params(std::uint32_t dev_id, abi::Params params) {
+  const std::lock_guard lock(mu_);
+  params.len = sizeof(params);
+  const abi::CtrlCmd cmd{.dev_id = dev_id, .queue_id = 0xffff, .len = sizeof(params),
+                         .addr = reinterpret_cast<std::uintptr_t>(&params), .data0 = 0, .data1 = 0};
+  if (const int res = run(abi::kSetParams, cmd, ioctl_); res < 0) {
+    return command_error(res, "ublk SET_PARAMS", dev_id);
+  }
+  return ok();
+}
+
+Result<void> Control::simple(abi::CtrlOp op, std::uint32_t dev_id, std::uint64_t data, const char* what) {
+  const std::lock_guard lock(mu_);
+  const abi::CtrlCmd cmd{.dev_id = dev_id, .queue_id = 0xffff, .len = 0, .addr = 0, .data0 = data, .data1 = 0};
+  if (const int res = run(op, cmd, ioctl_); res < 0) {
+    return command_error(res, what, dev_id);
+  }
+  return ok();
+}
+
+Result<void> Control::start(std::uint32_t dev_id, std::int32_t pid) {
+  return simple(abi::kStartDev, dev_id, static_cast<std::uint64_t>(pid), "ublk START_DEV");
+}
+Result<void> Control::stop(std::uint32_t dev_id) { return simple(abi::kStopDev, dev_id, 0, "ublk STOP_DEV"); }
+Result<void> Control::remove(std::uint32_t dev_id) { return simple(abi::kDelDev, dev_id, 0, "ublk DEL_DEV"); }
+
+Result<abi::DevInfo> Control::info(std::uint32_t dev_id) {
+  const std::lock_guard lock(mu_);
+  abi::DevInfo info{};
+  const abi::CtrlCmd cmd{.dev_id = dev_id, .queue_id = 0xffff, .len = sizeof(info),
+                         .addr = reinterpret_cast<std::uintptr_t>(&info), .data0 = 0, .data1 = 0};
+  if (const int res = run(abi::kGetDevInfo, cmd, ioctl_); res < 0) {
+    return command_error(res, "ublk GET_DEV_INFO", dev_id);
+  }
+  return info;
+}
+
+}  // namespace vfe::ublk

@@ -1,0 +1,56 @@
+#pragma once
+/// \file
+/// `Control`: the ublk control device (/dev/ublk-control) and its commands, each run to its end
+/// on a small io_uring of its own (128-byte SQEs, which control commands need).
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "base/fd.hpp"
+#include "base/result.hpp"
+#include "frontends/ublk/uapi.hpp"
+
+namespace vfe::ublk {
+
+/// Setup-path calls, any thread (a mutex serialises them). Each blocks until the kernel answers:
+/// START_DEV until every queue has fetched every tag (so the queues' workers must be serving),
+/// DEL_DEV until nothing holds the device (6.1 holds a global ublk lock meanwhile).
+class Control {
+ public:
+  /// Opens /dev/ublk-control. ENOENT says which kernel option is missing; EPERM that it needs
+  /// root (CAP_SYS_ADMIN).
+  [[nodiscard]] static Result<std::unique_ptr<Control>> open();
+  ~Control();
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
+
+  /// ADD_DEV: `wanted` with dev_id -1 for any free id. Returns what the kernel made of it (it
+  /// clamps the queue count to the CPUs and rounds the buffer size down to a page), and from
+  /// its flags learns whether commands are ioctl-encoded (6.4+) or legacy (6.1).
+  [[nodiscard]] Result<abi::DevInfo> add(abi::DevInfo wanted);
+  [[nodiscard]] Result<void> set_params(std::uint32_t dev_id, abi::Params params);
+  [[nodiscard]] Result<void> start(std::uint32_t dev_id, std::int32_t pid);
+  [[nodiscard]] Result<void> stop(std::uint32_t dev_id);
+  [[nodiscard]] Result<void> remove(std::uint32_t dev_id);
+  [[nodiscard]] Result<abi::DevInfo> info(std::uint32_t dev_id);
+
+  /// Whether I/O commands too are ioctl-encoded (known after `add`).
+  [[nodiscard]] bool ioctl_encoding() const noexcept { return ioctl_; }
+
+ private:
+  explicit Control(Fd fd) noexcept : fd_(std::move(fd)) {}
+  // Runs one command with the encoding `ioctl` says; the CQE's result (negative errno on error).
+  [[nodiscard]] int run(abi::CtrlOp op, const abi::CtrlCmd& cmd, bool ioctl);
+  [[nodiscard]] Result<void> simple(abi::CtrlOp op, std::uint32_t dev_id, std::uint64_t data, const char* what);
+
+  Fd fd_;
+  io_uring ring_{};  // set up in place by open(): liburing's ring is not to be copied
+  bool ring_up_ = false;
+  std::mutex mu_;
+  bool ioctl_ = false;
+};
+
+}  // namespace vfe::ublk

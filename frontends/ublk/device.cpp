@@ -1,0 +1,158 @@
+#include "frontends/ublk/device.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <bit>
+#include <chrono>
+#include <thread>
+
+#include "base/log.hpp"
+#include "base/scope_guard.hpp"
+
+namespace vfe::ublk {
+namespace {
+
+using std::chrono::milliseconds;
+
+// /dev/ublkcN appears once udev or devtmpfs made it, shortly after ADD_DEV.
+Result<Fd> open_char_device(std::uint32_t id) {
+  const std::string path = "/dev/ublkc" + std::to_string(id);
+  for (int i = 0;; ++i) {
+    Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (fd || errno != ENOENT || i == 100) {
+      if (!fd) {
+        return Error::from_errno(errno, "open", path);
+      }
+      return fd;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+}
+
+}  // namespace
+
+Result<abi::Params> params_for(const BlockGeometry& g, std::uint32_t max_io_buf_bytes) {
+  if (g.block_size < 512 || g.block_size > 4096 || !std::has_single_bit(g.block_size)) {
+    return Error::invalid("ublk parameters", fmt::format("a block size of {} bytes; ublk takes 512 to 4096, a power "
+                                                         "of two", g.block_size));
+  }
+  if (g.blocks == 0 || max_io_buf_bytes < g.block_size) {
+    return Error::invalid("ublk parameters", fmt::format("{} blocks, requests of at most {} bytes", g.blocks,
+                                                         max_io_buf_bytes));
+  }
+  abi::Params p{};
+  p.types = abi::kParamBasic;
+  const auto shift = static_cast<std::uint8_t>(std::countr_zero(g.block_size));
+  p.basic.attrs = g.volatile_cache ? abi::kAttrVolatileCache | abi::kAttrFua : 0;
+  p.basic.logical_bs_shift = shift;
+  p.basic.physical_bs_shift = shift;
+  p.basic.io_min_shift = shift;
+  p.basic.io_opt_shift = shift;
+  p.basic.max_sectors = max_io_buf_bytes >> 9;
+  p.basic.dev_sectors = g.blocks * g.block_size >> 9;
+  if (g.write_zeroes) {
+    // Write zeroes only: no discard (max_discard_sectors 0), so the kernel never sends one.
+    p.types |= abi::kParamDiscard;
+    p.discard.discard_granularity = g.block_size;
+    p.discard.max_write_zeroes_sectors = p.basic.max_sectors;
+    p.discard.max_discard_segments = 1;
+  }
+  return p;
+}
+
+Result<std::unique_ptr<Device>> Device::create(const DeviceOptions& options, const BlockGeometry& geometry,
+                                               const std::vector<QueueSpec>& queues) {
+  if (queues.empty() || queues.size() > 4096 || options.depth == 0 || options.depth > abi::kMaxQueueDepth) {
+    return Error::invalid("create ublk device", fmt::format("{} queue(s) of depth {}: 1 to 4096 each", queues.size(),
+                                                            options.depth));
+  }
+  VFE_TRY(params_for(geometry, geometry.max_io_bytes));  // refused before the kernel is asked
+  VFE_TRY_ASSIGN(auto control, Control::open());
+  abi::DevInfo wanted{};
+  wanted.nr_hw_queues = static_cast<std::uint16_t>(queues.size());
+  wanted.queue_depth = options.depth;
+  wanted.max_io_buf_bytes = geometry.max_io_bytes;
+  wanted.dev_id = options.id < 0 ? ~0U : static_cast<std::uint32_t>(options.id);
+  VFE_TRY_ASSIGN(const abi::DevInfo info, control->add(wanted));
+  std::unique_ptr<Device> dev(new Device(std::move(control), info));  // from here ~Device deletes it
+  if (info.nr_hw_queues != queues.size() || info.queue_depth != options.depth) {
+    return Error::invalid("create ublk device", fmt::format("the kernel allows {} queue(s) of depth {} (one queue "
+                                                            "per CPU at most); {} of depth {} asked for",
+                                                            info.nr_hw_queues, info.queue_depth, queues.size(),
+                                                            options.depth));
+  }
+  VFE_TRY_ASSIGN(const abi::Params params, params_for(geometry, info.max_io_buf_bytes));
+  VFE_TRY(dev->control_->set_params(info.dev_id, params));
+  VFE_TRY_ASSIGN(dev->cdev_, open_char_device(info.dev_id));
+  VFE_TRY(dev->open_queues(queues));
+  return dev;
+}
+
+Result<void> Device::open_queues(const std::vector<QueueSpec>& queues) {
+  for (std::size_t q = 0; q < queues.size(); ++q) {
+    VFE_TRY_ASSIGN(auto queue, Queue::open(cdev_.get(), static_cast<std::uint16_t>(q), info_.queue_depth,
+                                           control_->ioctl_encoding(), *queues[q].target, *queues[q].worker));
+    queues_.push_back(std::move(queue));
+  }
+  return ok();
+}
+
+Result<void> Device::start() {
+  if (started_) {
+    return Error::from_errno(EALREADY, "start ublk device", block_path() + " is started already");
+  }
+  for (auto& q : queues_) {
+    VFE_TRY(q->start());
+  }
+  started_ = true;  // from here the tags are live: stop() brings them back, whatever START says
+  return control_->start(info_.dev_id, static_cast<std::int32_t>(::getpid()));
+}
+
+Result<void> Device::stop() {
+  if (!started_ || stopped_) {
+    return ok();
+  }
+  VFE_TRY(control_->stop(info_.dev_id));
+  stopped_ = true;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (auto& q : queues_) {
+    while (q->tags_live() != 0) {
+      if (std::chrono::steady_clock::now() > end) {
+        return Error::from_errno(ETIMEDOUT, "stop ublk device",
+                                 fmt::format("{}: {} tag(s) did not come back within 30 s", block_path(),
+                                             q->tags_live()));
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  }
+  return ok();
+}
+
+std::uint64_t Device::served() const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& q : queues_) {
+    n += q->served();
+  }
+  return n;
+}
+
+Device::~Device() {
+  if (auto r = stop(); !r) {
+    // A queue with live tags must not go (the kernel would complete into it): keep it all.
+    log_error("ublk device {}: {}; the device and its queues stay", info_.dev_id, r.error().message());
+    for (auto& q : queues_) {
+      static_cast<void>(q.release());
+    }
+    static_cast<void>(cdev_.release());
+    return;
+  }
+  queues_.clear();
+  cdev_.reset();  // DEL_DEV waits until nothing holds the device
+  if (auto r = control_->remove(info_.dev_id); !r) {
+    log_error("ublk device {}: {}", info_.dev_id, r.error().message());
+  }
+}
+
+}  // namespace vfe::ublk

@@ -1,0 +1,76 @@
+#pragma once
+/// \file
+/// `Device`: one ublk block device (/dev/ublkbN) whose queues are served on engine workers, each
+/// by its own `BlockTarget`.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.hpp"
+#include "base/result.hpp"
+#include "engine/worker.hpp"
+#include "frontends/ublk/control.hpp"
+#include "frontends/ublk/queue.hpp"
+#include "frontends/ublk/target.hpp"
+
+namespace vfe::ublk {
+
+struct DeviceOptions {
+  std::int32_t id = -1;      ///< the N of /dev/ublkbN; -1: the kernel picks a free one
+  std::uint16_t depth = 64;  ///< requests in flight per queue (tags), 1 to 4096
+};
+
+/// One ublk queue: the worker that serves it and the target its requests go to. Both must
+/// outlive the Device.
+struct QueueSpec {
+  engine::Worker* worker = nullptr;
+  BlockTarget* target = nullptr;
+};
+
+/// Lifecycle: `create` adds the device (ADD_DEV, SET_PARAMS) and maps its queues; `start` has
+/// every queue fetch every tag and makes the block device appear; `stop` removes the block
+/// device (requests the kernel still holds fail, those with a target finish first) and waits
+/// until every tag came back; the destructor stops and deletes the device (DEL_DEV).
+/// Setup-path calls, one thread at a time.
+class Device {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Device>> create(const DeviceOptions& options,
+                                                              const BlockGeometry& geometry,
+                                                              const std::vector<QueueSpec>& queues);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  /// Blocks until the kernel has added the block device (which reads its partition table, served
+  /// by the workers meanwhile).
+  [[nodiscard]] Result<void> start();
+  /// Idempotent. Waits up to 30 s for the tags to come back.
+  [[nodiscard]] Result<void> stop();
+
+  [[nodiscard]] std::uint32_t id() const noexcept { return info_.dev_id; }
+  [[nodiscard]] std::string block_path() const { return "/dev/ublkb" + std::to_string(info_.dev_id); }
+  [[nodiscard]] const abi::DevInfo& info() const noexcept { return info_; }
+  /// Requests served by all queues so far.
+  [[nodiscard]] std::uint64_t served() const noexcept;
+
+ private:
+  Device(std::unique_ptr<Control> control, const abi::DevInfo& info) noexcept
+      : control_(std::move(control)), info_(info) {}
+  [[nodiscard]] Result<void> open_queues(const std::vector<QueueSpec>& queues);
+
+  // Teardown order (reverse of declaration): queues (unmapped, off their workers), then the
+  // char device, then the control device that deletes the device.
+  std::unique_ptr<Control> control_;
+  abi::DevInfo info_;
+  Fd cdev_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+/// The parameters the kernel is told for `geometry` (exposed for unit tests).
+[[nodiscard]] Result<abi::Params> params_for(const BlockGeometry& geometry, std::uint32_t max_io_buf_bytes);
+
+}  // namespace vfe::ublk

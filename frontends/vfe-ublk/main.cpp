@@ -1,0 +1,173 @@
+// vfe-ublk: serves one namespace of an NVMe controller (bound to vfio-pci, driven by this
+// library's driver) as a Linux block device, /dev/ublkbN, until SIGINT or SIGTERM. Each ublk
+// queue runs on an engine worker next to the NVMe queue it feeds: the ublk commands and the
+// controller's interrupts arrive on the same io_uring.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dma/dma_pool.hpp"
+#include "drivers/nvme/controller.hpp"
+#include "drivers/nvme/io_queue.hpp"
+#include "engine/topology.hpp"
+#include "engine/worker.hpp"
+#include "frontends/ublk/device.hpp"
+#include "frontends/vfe-ublk/nvme_target.hpp"
+#include "vfio/bdf.hpp"
+
+namespace vfe {
+namespace {
+
+constexpr std::uint32_t kMaxIoBytes = 256 * 1024;  // per tag; capped by the controller's MDTS
+
+struct Options {
+  std::string bdf;
+  std::uint32_t nsid = 1;
+  unsigned queues = 1;
+  unsigned depth = 64;
+  std::string completion = "adaptive";
+  int id = -1;
+};
+
+// Everything vfe-ublk runs, in teardown order reversed: the ublk device goes first (it stops
+// taking requests and waits for those under way), then the targets, the NVMe queues, the
+// workers, the DMA pool, and the controller last.
+struct Server {
+  std::unique_ptr<nvme::Controller> ctrl;
+  std::unique_ptr<dma::DmaPool> pool;
+  std::vector<std::unique_ptr<engine::Worker>> workers;
+  std::vector<std::unique_ptr<nvme::IoQueue>> queues;
+  std::vector<std::unique_ptr<ublk_tool::NvmeTarget>> targets;
+  std::unique_ptr<ublk::Device> device;
+};
+
+Result<std::vector<int>> cpus_near(const std::string& bdf, int& node) {
+  VFE_TRY_ASSIGN(const auto topo, engine::Topology::create());
+  VFE_TRY_ASSIGN(const auto addr, vfio::Bdf::parse(bdf));
+  node = topo.device_node(addr);
+  std::vector<int> cpus = topo.cpus_of_node(node >= 0 ? node : topo.numa_nodes().front());
+  if (cpus.empty()) {
+    const auto near = topo.nearest_nodes_with_cpus(node);
+    cpus = near.empty() ? std::vector<int>{0} : topo.cpus_of_node(near.front());
+  }
+  return cpus;
+}
+
+Result<ublk::BlockGeometry> geometry_of(const nvme::Controller& c, const Options& o) {
+  const nvme::NamespaceInfo* ns = c.find_namespace(o.nsid);
+  if (ns == nullptr) {
+    std::string ids;
+    for (const auto& n : c.namespaces()) {
+      ids += fmt::format(" {}", n.nsid);
+    }
+    return Error::from_errno(ENOENT, "vfe-ublk", fmt::format("namespace {} is not active on {} (active:{})", o.nsid,
+                                                             o.bdf, ids.empty() ? " none" : ids));
+  }
+  if (ns->metadata_bytes != 0) {
+    return Error::not_supported("vfe-ublk", fmt::format("namespace {} is formatted with metadata", o.nsid));
+  }
+  ublk::BlockGeometry g;
+  g.block_size = ns->block_size;
+  g.blocks = ns->size_blocks;
+  const auto cap = static_cast<std::uint32_t>(std::min<std::uint64_t>(kMaxIoBytes, c.max_transfer_bytes()));
+  g.max_io_bytes = cap / 4096 * 4096;
+  g.volatile_cache = c.identity().has_volatile_write_cache();
+  g.write_zeroes = c.identity().supports_write_zeroes();
+  return g;
+}
+
+Result<void> add_queue(Server& s, const Options& o, engine::CompletionMode mode, int cpu, int node,
+                       const ublk::BlockGeometry& g) {
+  engine::WorkerOptions wo;
+  wo.mode = engine::worker_mode_for(mode);
+  wo.cpus = {cpu};
+  wo.name = fmt::format("vfe-ublk{}", s.workers.size());
+  VFE_TRY_ASSIGN(auto worker, engine::Worker::start(wo));
+  s.workers.push_back(std::move(worker));
+  auto queue = s.ctrl->create_io_queue(*s.workers.back(), {.entries = o.depth + 1, .completion = mode, .numa_node = node});
+  if (!queue) {
+    const Error& e = queue.error();
+    return Error{e.code, "vfe-ublk", fmt::format("--depth {} (an NVMe queue of {} entries): {}", o.depth, o.depth + 1,
+                                                 e.message())};
+  }
+  s.queues.push_back(std::move(*queue));
+  VFE_TRY_ASSIGN(auto target, ublk_tool::NvmeTarget::create(*s.queues.back(), *s.ctrl->find_namespace(o.nsid),
+                                                            static_cast<std::uint16_t>(o.depth), g.max_io_bytes,
+                                                            *s.pool));
+  s.targets.push_back(std::move(target));
+  return ok();
+}
+
+Result<void> serve(Server& s, const Options& o) {
+  const auto mode = engine::parse_completion_mode(o.completion);
+  if (!mode) {
+    return Error::invalid("vfe-ublk", fmt::format("--completion {}: use poll, irq or adaptive", o.completion));
+  }
+  // No ublk in this kernel, or not root: said before the controller is taken.
+  VFE_TRY(ublk::Control::open());
+  int node = -1;
+  VFE_TRY_ASSIGN(const auto cpus, cpus_near(o.bdf, node));
+  nvme::ControllerOptions copts;
+  copts.io_queues = o.queues;
+  VFE_TRY_ASSIGN(s.ctrl, nvme::Controller::create(o.bdf, copts));
+  VFE_TRY_ASSIGN(const ublk::BlockGeometry g, geometry_of(*s.ctrl, o));
+  VFE_TRY_ASSIGN(s.pool, dma::DmaPool::create(s.ctrl->dma_space(), 2 << 20, {.hugepages = true, .numa_node = node}));
+  std::vector<ublk::QueueSpec> specs;
+  for (unsigned q = 0; q < o.queues; ++q) {
+    VFE_TRY(add_queue(s, o, *mode, cpus[q % cpus.size()], node, g));
+    specs.push_back({s.workers.back().get(), s.targets.back().get()});
+  }
+  VFE_TRY_ASSIGN(s.device, ublk::Device::create({.id = o.id, .depth = static_cast<std::uint16_t>(o.depth)}, g, specs));
+  VFE_TRY(s.device->start());
+  fmt::print("{}\n", s.device->block_path());
+  std::fflush(stdout);
+  return ok();
+}
+
+}  // namespace
+}  // namespace vfe
+
+int main(int argc, char** argv) {
+  using namespace vfe;
+  Options o;
+  CLI::App app{"Serves an NVMe namespace (the controller bound to vfio-pci) as the Linux block device\n"
+               "/dev/ublkbN until SIGINT or SIGTERM, then removes it. Needs root and a kernel with ublk."};
+  app.add_option("BDF", o.bdf, "PCI address of the NVMe controller")->required();
+  app.add_option("--nsid", o.nsid, "namespace to serve")->capture_default_str()->check(CLI::Range(1U, 0xfffffffeU));
+  app.add_option("--queues", o.queues, "ublk queues, each on a worker with an NVMe queue of its own")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_option("--depth", o.depth, "requests in flight per queue")->capture_default_str()->check(CLI::Range(1, 4095));
+  app.add_option("--completion", o.completion, "poll, irq or adaptive")->capture_default_str();
+  app.add_option("--id", o.id, "N of /dev/ublkbN (default: the kernel picks)")->check(CLI::Range(0, (1 << 20) - 1));
+  CLI11_PARSE(app, argc, argv);
+  if (::geteuid() != 0) {
+    fmt::print(stderr, "vfe-ublk: needs root (ublk control commands need CAP_SYS_ADMIN)\n");
+    return 1;
+  }
+  // Blocked before any thread starts, so every thread inherits the mask and sigwait gets them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  Server s;
+  if (auto r = serve(s, o); !r) {
+    fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  fmt::print(stderr, "vfe-ublk: {}: removing {} after {} request(s)\n", strsignal(sig), s.device->block_path(),
+             s.device->served());
+  if (auto r = s.device->stop(); !r) {
+    fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
+    return 1;
+  }
+  return 0;
+}
