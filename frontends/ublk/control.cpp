@@ -73,11 +73,14 @@ Result<abi::DevInfo> Control::add(abi::DevInfo wanted) {
   abi::DevInfo info = wanted;
   abi::CtrlCmd cmd{.dev_id = wanted.dev_id, .queue_id = 0xffff, .len = sizeof(info),
                    .addr = reinterpret_cast<std::uintptr_t>(&info), .data0 = 0, .data1 = 0};
-  // 6.4+ knows the ioctl encoding; 6.1 answers it with an error: then the legacy number.
+  // 6.4+ knows the ioctl encoding; 6.1 takes it for a command on device dev_id (ENODEV) or one
+  // it does not know (EOPNOTSUPP): then the legacy number. A kernel without the legacy numbers
+  // refuses those with EOPNOTSUPP, and the first answer is the one that counts.
   int res = run(abi::kAddDev, cmd, true);
-  if (res < 0 && res != -EPERM && res != -EEXIST) {
+  if (res == -ENODEV || res == -EOPNOTSUPP) {
     info = wanted;
-    res = run(abi::kAddDev, cmd, false);
+    const int legacy = run(abi::kAddDev, cmd, false);
+    res = legacy == -EOPNOTSUPP ? res : legacy;
   }
   if (res < 0) {
     return command_error(res, "ublk ADD_DEV", wanted.dev_id);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <bit>
+#include <cstdlib>
 #include <chrono>
 #include <thread>
 
@@ -103,19 +104,23 @@ Result<void> Device::start() {
   if (started_) {
     return Error::from_errno(EALREADY, "start ublk device", block_path() + " is started already");
   }
+  // From the first fetch on, tags are live: stop() must bring them back, whatever happens next
+  // (STOP_DEV on a device never started still aborts the fetches).
+  started_ = true;
   for (auto& q : queues_) {
     VFE_TRY(q->start());
   }
-  started_ = true;  // from here the tags are live: stop() brings them back, whatever START says
   return control_->start(info_.dev_id, static_cast<std::int32_t>(::getpid()));
 }
 
 Result<void> Device::stop() {
-  if (!started_ || stopped_) {
+  if (!started_) {
     return ok();
   }
-  VFE_TRY(control_->stop(info_.dev_id));
-  stopped_ = true;
+  if (!stop_sent_) {
+    VFE_TRY(control_->stop(info_.dev_id));
+    stop_sent_ = true;
+  }
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (auto& q : queues_) {
     while (q->tags_live() != 0) {
@@ -140,13 +145,11 @@ std::uint64_t Device::served() const noexcept {
 
 Device::~Device() {
   if (auto r = stop(); !r) {
-    // A queue with live tags must not go (the kernel would complete into it): keep it all.
-    log_error("ublk device {}: {}; the device and its queues stay", info_.dev_id, r.error().message());
-    for (auto& q : queues_) {
-      static_cast<void>(q.release());
-    }
-    static_cast<void>(cdev_.release());
-    return;
+    // A queue with live tags must not go: the kernel would complete their commands into freed
+    // memory. Nothing safe is left to do in this process.
+    log_error("ublk device {}: {}; the kernel still holds commands that name this process's memory", info_.dev_id,
+              r.error().message());
+    std::abort();
   }
   queues_.clear();
   cdev_.reset();  // DEL_DEV waits until nothing holds the device

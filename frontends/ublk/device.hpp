@@ -46,7 +46,9 @@ class Device {
   /// Blocks until the kernel has added the block device (which reads its partition table, served
   /// by the workers meanwhile).
   [[nodiscard]] Result<void> start();
-  /// Idempotent. Waits up to 30 s for the tags to come back.
+  /// Idempotent. Waits up to 30 s for the tags to come back (ETIMEDOUT; calling it again waits
+  /// again). The destructor stops too, and aborts the process when that fails: the kernel would
+  /// complete the commands it still holds into freed memory.
   [[nodiscard]] Result<void> stop();
 
   [[nodiscard]] std::uint32_t id() const noexcept { return info_.dev_id; }
@@ -66,8 +68,8 @@ class Device {
   abi::DevInfo info_;
   Fd cdev_;
   std::vector<std::unique_ptr<Queue>> queues_;
-  bool started_ = false;
-  bool stopped_ = false;
+  bool started_ = false;    // tags were fetched: stop() must bring them back
+  bool stop_sent_ = false;  // STOP_DEV went out (stop() then only waits for the tags)
 };
 
 /// The parameters the kernel is told for `geometry` (exposed for unit tests).

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -68,6 +69,7 @@ Result<std::unique_ptr<Queue>> Queue::open(int cdev_fd, std::uint16_t qid, std::
   }
   q->deferred_.reserve(depth);
   q->unsent_.reserve(depth);
+  q->scratch_.reserve(depth);
   target.set_done(&Queue::on_target_done, q.get());
   VFE_TRY(worker.add(*q));
   q->added_ = true;
@@ -124,8 +126,10 @@ void Queue::on_cqe(engine::RingOp* op, int res) noexcept {
     return;
   }
   if (res != abi::kIoResAbort) {
-    log_error("ublk queue {} tag {}: the kernel refused a command ({}); the tag is out of service", q.qid_, t.tag,
-              std::strerror(-res));
+    // A refused COMMIT leaves its block request unfinished, so removing the device will wait for it.
+    log_error("ublk queue {} tag {}: the kernel refused a {} command ({}); the tag is out of service", q.qid_, t.tag,
+              t.pending == abi::kFetchReq ? "FETCH" : "COMMIT_AND_FETCH",
+              res < 0 ? std::strerror(-res) : "an unexpected result");
   }
   q.kill(t);
 }
@@ -168,22 +172,28 @@ void Queue::kill(Tag& t) noexcept {
 }
 
 std::size_t Queue::poll() noexcept {
+  if (unsent_.empty() && deferred_.empty()) {
+    return 0;
+  }
+  // Each tag is tried once per poll; what goes back on a list (the SQ still full, the target
+  // still busy) is not progress, so a worker does not spin on it.
   std::size_t work = 0;
-  // A tag is in at most one of the lists, and begin()/send() may put it back: take the lists'
-  // lengths first so each tag is tried once per poll.
-  for (std::size_t n = unsent_.size(); n != 0 && !unsent_.empty(); --n, ++work) {
-    const std::uint16_t tag = unsent_.front();
-    unsent_.erase(unsent_.begin());
+  scratch_.swap(unsent_);
+  for (const std::uint16_t tag : scratch_) {
     Tag& t = tags_[tag];
-    if (!send(t, t.pending)) {
+    if (send(t, t.pending)) {
+      ++work;
+    } else {
       unsent_.push_back(tag);
     }
   }
-  for (std::size_t n = deferred_.size(); n != 0 && !deferred_.empty(); --n, ++work) {
-    const std::uint16_t tag = deferred_.front();
-    deferred_.erase(deferred_.begin());
+  scratch_.clear();
+  scratch_.swap(deferred_);
+  for (const std::uint16_t tag : scratch_) {
     begin(tags_[tag]);
   }
+  work += scratch_.size() - std::min(scratch_.size(), deferred_.size());
+  scratch_.clear();
   return work;
 }
 

@@ -73,6 +73,7 @@ class Queue final : public engine::Pollable {
   std::vector<Tag> tags_;
   std::vector<std::uint16_t> deferred_;  // the target said -EAGAIN: asked again in poll()
   std::vector<std::uint16_t> unsent_;    // the ring's SQ was full: sent again in poll()
+  std::vector<std::uint16_t> scratch_;   // poll()'s copy of one of the lists (all three: depth_ reserved)
   bool added_ = false;                   // registered with the worker
   std::atomic<std::size_t> live_{0};
   std::atomic<std::uint64_t> served_{0};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,14 +37,15 @@ struct Options {
 };
 
 // Everything vfe-ublk runs, in teardown order reversed: the ublk device goes first (it stops
-// taking requests and waits for those under way), then the targets, the NVMe queues, the
-// workers, the DMA pool, and the controller last.
+// taking requests and waits for those under way), then the NVMe queues (which complete what
+// they still hold into the targets' requests), the targets (their DMA buffers go back to the
+// pool), the workers, the DMA pool, and the controller last (its shutdown commits the cache).
 struct Server {
   std::unique_ptr<nvme::Controller> ctrl;
   std::unique_ptr<dma::DmaPool> pool;
   std::vector<std::unique_ptr<engine::Worker>> workers;
-  std::vector<std::unique_ptr<nvme::IoQueue>> queues;
   std::vector<std::unique_ptr<ublk_tool::NvmeTarget>> targets;
+  std::vector<std::unique_ptr<nvme::IoQueue>> queues;
   std::unique_ptr<ublk::Device> device;
 };
 
@@ -166,8 +168,10 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "vfe-ublk: {}: removing {} after {} request(s)\n", strsignal(sig), s.device->block_path(),
              s.device->served());
   if (auto r = s.device->stop(); !r) {
+    // The kernel still holds commands naming this process's memory: no orderly teardown is
+    // possible. Exiting closes the rings, and the kernel then fails what is left.
     fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
-    return 1;
+    std::_Exit(1);
   }
   return 0;
 }
