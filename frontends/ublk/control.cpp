@@ -56,16 +56,23 @@ int Control::run(abi::CtrlOp op, const abi::CtrlCmd& cmd, bool ioctl) {
   sqe->fd = fd_.get();
   sqe->cmd_op = ioctl ? abi::ctrl_ioctl(op) : op;
   std::memcpy(sqe->cmd, &cmd, sizeof(cmd));
-  io_uring_cqe* cqe = nullptr;
-  if (const int rc = io_uring_submit_and_wait(&ring_, 1); rc < 0) {
+  const std::uint64_t tag = ++commands_;  // a late answer to an earlier command is not this one's
+  io_uring_sqe_set_data64(sqe, tag);
+  if (const int rc = io_uring_submit(&ring_); rc < 0) {
     return rc;
   }
-  if (const int rc = io_uring_wait_cqe(&ring_, &cqe); rc < 0) {
-    return rc;
+  for (;;) {
+    io_uring_cqe* cqe = nullptr;
+    if (const int rc = io_uring_wait_cqe(&ring_, &cqe); rc < 0) {
+      return rc;
+    }
+    const bool mine = cqe->user_data == tag;
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    if (mine) {
+      return res;
+    }
   }
-  const int res = cqe->res;
-  io_uring_cqe_seen(&ring_, cqe);
-  return res;
 }
 
 Result<abi::DevInfo> Control::add(abi::DevInfo wanted) {

@@ -51,6 +51,7 @@ class Control {
   bool ring_up_ = false;
   std::mutex mu_;
   bool ioctl_ = false;
+  std::uint64_t commands_ = 0;  // user_data of the last command sent
 };
 
 }  // namespace vfe::ublk
