@@ -122,15 +122,53 @@ Result<void> Control::start(std::uint32_t dev_id, std::int32_t pid) {
 Result<void> Control::stop(std::uint32_t dev_id) { return simple(abi::kStopDev, dev_id, 0, "ublk STOP_DEV"); }
 Result<void> Control::remove(std::uint32_t dev_id) { return simple(abi::kDelDev, dev_id, 0, "ublk DEL_DEV"); }
 
+int Control::get(abi::CtrlOp op, std::uint32_t dev_id, void* buf, std::uint16_t len, bool ioctl) {
+  const abi::CtrlCmd cmd{.dev_id = dev_id, .queue_id = 0xffff, .len = len,
+                         .addr = reinterpret_cast<std::uintptr_t>(buf), .data0 = 0, .data1 = 0};
+  return run(op, cmd, ioctl);
+}
+
 Result<abi::DevInfo> Control::info(std::uint32_t dev_id) {
   const std::lock_guard lock(mu_);
   abi::DevInfo info{};
-  const abi::CtrlCmd cmd{.dev_id = dev_id, .queue_id = 0xffff, .len = sizeof(info),
-                         .addr = reinterpret_cast<std::uintptr_t>(&info), .data0 = 0, .data1 = 0};
-  if (const int res = run(abi::kGetDevInfo, cmd, ioctl_); res < 0) {
+  if (const int res = get(abi::kGetDevInfo, dev_id, &info, sizeof(info), ioctl_); res < 0) {
     return command_error(res, "ublk GET_DEV_INFO", dev_id);
   }
   return info;
+}
+
+Result<abi::DevInfo> Control::attach(std::uint32_t dev_id) {
+  const std::lock_guard lock(mu_);
+  abi::DevInfo info{};
+  int res = get(abi::kGetDevInfo, dev_id, &info, sizeof(info), true);
+  if (res == -EOPNOTSUPP) {
+    res = get(abi::kGetDevInfo, dev_id, &info, sizeof(info), false);
+  }
+  if (res == -ENODEV) {
+    return Error::from_errno(ENODEV, "ublk GET_DEV_INFO", fmt::format("there is no ublk device {}", dev_id));
+  }
+  if (res < 0) {
+    return command_error(res, "ublk GET_DEV_INFO", dev_id);
+  }
+  ioctl_ = (info.flags & abi::kFlagCmdIoctlEncode) != 0;
+  return info;
+}
+
+Result<abi::Params> Control::params(std::uint32_t dev_id) {
+  const std::lock_guard lock(mu_);
+  abi::Params params{};
+  params.len = sizeof(params);  // the kernel copies at most this much
+  if (const int res = get(abi::kGetParams, dev_id, &params, sizeof(params), ioctl_); res < 0) {
+    return command_error(res, "ublk GET_PARAMS", dev_id);
+  }
+  return params;
+}
+
+Result<void> Control::start_recovery(std::uint32_t dev_id) {
+  return simple(abi::kStartUserRecovery, dev_id, 0, "ublk START_USER_RECOVERY");
+}
+Result<void> Control::end_recovery(std::uint32_t dev_id, std::int32_t pid) {
+  return simple(abi::kEndUserRecovery, dev_id, static_cast<std::uint64_t>(pid), "ublk END_USER_RECOVERY");
 }
 
 }  // namespace vfe::ublk

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <bit>
@@ -29,6 +30,22 @@ Result<Fd> open_char_device(std::uint32_t id) {
       return fd;
     }
     std::this_thread::sleep_for(milliseconds(50));
+  }
+}
+
+// Whether process `pid` exists (a zombie too; EPERM: it exists but is not ours to signal).
+bool process_exists(std::int32_t pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+const char* state_name(std::uint16_t state) noexcept {
+  switch (state) {
+    case abi::kStateDead:
+      return "stopped";
+    case abi::kStateLive:
+      return "live";
+    case abi::kStateQuiesced:
+      return "waiting for a new server";
+    default:
+      return "in an unknown state";
   }
 }
 
@@ -76,6 +93,7 @@ Result<std::unique_ptr<Device>> Device::create(const DeviceOptions& options, con
   wanted.queue_depth = options.depth;
   wanted.max_io_buf_bytes = geometry.max_io_bytes;
   wanted.dev_id = options.id < 0 ? ~0U : static_cast<std::uint32_t>(options.id);
+  wanted.flags = options.recovery ? abi::kFlagUserRecovery | abi::kFlagUserRecoveryReissue : 0;
   VFE_TRY_ASSIGN(const abi::DevInfo info, control->add(wanted));
   std::unique_ptr<Device> dev(new Device(std::move(control), info));  // from here ~Device deletes it
   if (info.nr_hw_queues != queues.size() || info.queue_depth != options.depth) {
@@ -89,6 +107,82 @@ Result<std::unique_ptr<Device>> Device::create(const DeviceOptions& options, con
   VFE_TRY_ASSIGN(dev->cdev_, open_char_device(info.dev_id));
   VFE_TRY(dev->open_queues(queues));
   return dev;
+}
+
+Result<std::unique_ptr<Device>> Device::recover(std::uint32_t id, const BlockGeometry& geometry,
+                                                const std::vector<QueueSpec>& queues) {
+  VFE_TRY_ASSIGN(auto control, Control::open());
+  VFE_TRY_ASSIGN(const abi::DevInfo info, control->attach(id));
+  std::unique_ptr<Device> dev(new Device(std::move(control), info));
+  dev->owned_ = false;  // a failed takeover leaves the device to the next attempt
+  dev->recovering_ = true;
+  VFE_TRY(dev->start_recovery(geometry, queues.size()));
+  VFE_TRY_ASSIGN(dev->cdev_, open_char_device(id));
+  VFE_TRY(dev->open_queues(queues));
+  return dev;
+}
+
+// Checks that this server can take the device over, then START_USER_RECOVERY.
+Result<void> Device::start_recovery(const BlockGeometry& geometry, std::size_t queues) {
+  const char* what = "recover ublk device";
+  const std::uint32_t id = info_.dev_id;
+  if ((info_.flags & abi::kFlagUserRecovery) == 0) {
+    return Error::invalid(what, fmt::format("device {} was made without recovery; remove it (vfe-ublk --remove {}) "
+                                            "and make it again", id, id));
+  }
+  if (info_.nr_hw_queues != queues || info_.queue_depth == 0) {
+    return Error::invalid(what, fmt::format("device {} has {} queue(s) of depth {}; {} asked for", id,
+                                            info_.nr_hw_queues, info_.queue_depth, queues));
+  }
+  VFE_TRY_ASSIGN(const abi::Params had, control_->params(info_.dev_id));
+  VFE_TRY_ASSIGN(const abi::Params want, params_for(geometry, geometry.max_io_bytes));
+  if (had.basic.dev_sectors != want.basic.dev_sectors || had.basic.logical_bs_shift != want.basic.logical_bs_shift ||
+      std::uint64_t{had.basic.max_sectors} << 9 > geometry.max_io_bytes) {
+    return Error::invalid(what, fmt::format("device {} has {} sectors in blocks of {} bytes and requests of up to {} "
+                                            "bytes; this server offers {} sectors, {}-byte blocks, {}-byte requests",
+                                            id, had.basic.dev_sectors, 1U << had.basic.logical_bs_shift,
+                                            std::uint64_t{had.basic.max_sectors} << 9, want.basic.dev_sectors,
+                                            geometry.block_size, geometry.max_io_bytes));
+  }
+  // EBUSY until the old server's /dev/ublkcN is closed (the kernel tears its rings down after
+  // the process is gone) and the kernel has taken its requests back.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto r = control_->start_recovery(info_.dev_id);
+  while (!r && r.error().is(EBUSY) && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(milliseconds(50));
+    r = control_->start_recovery(info_.dev_id);
+  }
+  if (r || !r.error().is(EBUSY)) {
+    return r;
+  }
+  VFE_TRY_ASSIGN(const abi::DevInfo now, control_->info(info_.dev_id));
+  return Error::from_errno(EBUSY, what, fmt::format("after 10 s device {} is still {}, served by process {}{}",
+                                                    id, state_name(now.state), now.ublksrv_pid,
+                                                    process_exists(now.ublksrv_pid) ? "" : " (gone)"));
+}
+
+Result<std::optional<abi::DevInfo>> Device::find(std::uint32_t id) {
+  VFE_TRY_ASSIGN(auto control, Control::open());
+  auto info = control->attach(id);
+  if (!info && info.error().is(ENODEV)) {
+    return std::optional<abi::DevInfo>{};
+  }
+  if (!info) {
+    return std::move(info).error();
+  }
+  return std::optional<abi::DevInfo>{*info};
+}
+
+Result<void> Device::remove_abandoned(std::uint32_t id) {
+  VFE_TRY_ASSIGN(auto control, Control::open());
+  VFE_TRY_ASSIGN(const abi::DevInfo info, control->attach(id));
+  if (info.state != abi::kStateDead && process_exists(info.ublksrv_pid)) {
+    return Error::from_errno(EBUSY, "remove ublk device",
+                             fmt::format("device {} is {}, served by process {}: stop that one (SIGINT) instead", id,
+                                         state_name(info.state), info.ublksrv_pid));
+  }
+  VFE_TRY(control->stop(id));  // fails what a recoverable device holds, removes the block device
+  return control->remove(id);
 }
 
 Result<void> Device::open_queues(const std::vector<QueueSpec>& queues) {
@@ -107,10 +201,12 @@ Result<void> Device::start() {
   // From the first fetch on, tags are live: stop() must bring them back, whatever happens next
   // (STOP_DEV on a device never started still aborts the fetches).
   started_ = true;
+  owned_ = true;  // live tags: only STOP_DEV brings them back, so teardown stops and deletes
   for (auto& q : queues_) {
     VFE_TRY(q->start());
   }
-  return control_->start(info_.dev_id, static_cast<std::int32_t>(::getpid()));
+  const auto pid = static_cast<std::int32_t>(::getpid());
+  return recovering_ ? control_->end_recovery(info_.dev_id, pid) : control_->start(info_.dev_id, pid);
 }
 
 Result<void> Device::stop() {
@@ -153,6 +249,9 @@ Device::~Device() {
   }
   queues_.clear();
   cdev_.reset();  // DEL_DEV waits until nothing holds the device
+  if (!owned_) {
+    return;
+  }
   if (auto r = control_->remove(info_.dev_id); !r) {
     log_error("ublk device {}: {}", info_.dev_id, r.error().message());
   }

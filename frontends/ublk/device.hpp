@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,10 @@ namespace vfe::ublk {
 struct DeviceOptions {
   std::int32_t id = -1;      ///< the N of /dev/ublkbN; -1: the kernel picks a free one
   std::uint16_t depth = 64;  ///< requests in flight per queue (tags), 1 to 4096
+  /// UBLK_F_USER_RECOVERY and _REISSUE: when this process dies, the kernel keeps the block
+  /// device and holds its requests (those this process had under way too) until a new server
+  /// takes over with `Device::recover`. Without it, they fail and the block device goes.
+  bool recovery = false;
 };
 
 /// One ublk queue: the worker that serves it and the target its requests go to. Both must
@@ -39,12 +44,24 @@ class Device {
   [[nodiscard]] static Result<std::unique_ptr<Device>> create(const DeviceOptions& options,
                                                               const BlockGeometry& geometry,
                                                               const std::vector<QueueSpec>& queues);
+  /// Takes over device `id`, made with `recovery`, whose server died: waits up to 10 s for the
+  /// kernel to let go of the old server, then maps the queues. `start` then hands the held
+  /// requests to them. `queues` must match the device's queue count and depth (`find` tells),
+  /// and `geometry` the one it was made with. Until `start`, failing or destroying the Device
+  /// leaves the device held for another attempt.
+  [[nodiscard]] static Result<std::unique_ptr<Device>> recover(std::uint32_t id, const BlockGeometry& geometry,
+                                                               const std::vector<QueueSpec>& queues);
+  /// Device `id` (live, or left by a server that died); nullopt when there is none.
+  [[nodiscard]] static Result<std::optional<abi::DevInfo>> find(std::uint32_t id);
+  /// Removes device `id` whose server is gone: the requests it holds fail, the block device and
+  /// /dev/ublkcN go, and the id is free again. EBUSY while a live process serves it.
+  [[nodiscard]] static Result<void> remove_abandoned(std::uint32_t id);
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
 
   /// Blocks until the kernel has added the block device (which reads its partition table, served
-  /// by the workers meanwhile).
+  /// by the workers meanwhile); after `recover`, until the held requests go to the queues.
   [[nodiscard]] Result<void> start();
   /// Idempotent. Waits up to 30 s for the tags to come back (ETIMEDOUT; calling it again waits
   /// again). The destructor stops too, and aborts the process when that fails: the kernel would
@@ -61,6 +78,7 @@ class Device {
   Device(std::unique_ptr<Control> control, const abi::DevInfo& info) noexcept
       : control_(std::move(control)), info_(info) {}
   [[nodiscard]] Result<void> open_queues(const std::vector<QueueSpec>& queues);
+  [[nodiscard]] Result<void> start_recovery(const BlockGeometry& geometry, std::size_t queues);
 
   // Teardown order (reverse of declaration): queues (unmapped, off their workers), then the
   // char device, then the control device that deletes the device.
@@ -70,6 +88,8 @@ class Device {
   std::vector<std::unique_ptr<Queue>> queues_;
   bool started_ = false;    // tags were fetched: stop() must bring them back
   bool stop_sent_ = false;  // STOP_DEV went out (stop() then only waits for the tags)
+  bool recovering_ = false; // made by recover(): start() ends the recovery
+  bool owned_ = true;       // the destructor deletes the device (after recover(): once started)
 };
 
 /// The parameters the kernel is told for `geometry` (exposed for unit tests).

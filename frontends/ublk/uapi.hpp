@@ -20,6 +20,7 @@ enum CtrlOp : std::uint32_t {
   kStartDev = 0x06,
   kStopDev = 0x07,
   kSetParams = 0x08,
+  kGetParams = 0x09,
   kStartUserRecovery = 0x10,
   kEndUserRecovery = 0x11,
 };
@@ -61,6 +62,8 @@ inline constexpr std::uint16_t kStateDead = 0, kStateLive = 1, kStateQuiesced = 
 
 /// DevInfo::flags.
 inline constexpr std::uint64_t kFlagUserRecovery = 1ULL << 3;
+/// With kFlagUserRecovery: requests the dead server held go to the next one (else they fail).
+inline constexpr std::uint64_t kFlagUserRecoveryReissue = 1ULL << 4;
 inline constexpr std::uint64_t kFlagCmdIoctlEncode = 1ULL << 6;
 
 /// struct ublksrv_io_cmd: the payload of an I/O command (fits a 64-byte SQE).
@@ -132,12 +135,13 @@ struct Params {
 static_assert(sizeof(Params) == 64 && offsetof(Params, discard) == 40);
 inline constexpr std::uint32_t kParamBasic = 1U << 0, kParamDiscard = 1U << 1;
 
-/// The ioctl encoding of a control command (_IOWR('u', nr, 32-byte struct); GET_DEV_INFO: _IOR).
+/// The ioctl encoding of a control command (_IOWR('u', nr, 32-byte struct); the GETs: _IOR).
 constexpr std::uint32_t ctrl_ioctl(CtrlOp op) noexcept {
-  return op == kGetDevInfo ? _IOR('u', op, CtrlCmd) : _IOWR('u', op, CtrlCmd);
+  return op == kGetDevInfo || op == kGetParams ? _IOR('u', op, CtrlCmd) : _IOWR('u', op, CtrlCmd);
 }
 /// The ioctl encoding of an I/O command (_IOWR('u', nr, 16-byte struct)).
 constexpr std::uint32_t io_ioctl(IoOp op) noexcept { return _IOWR('u', op, IoCmd); }
-static_assert(ctrl_ioctl(kAddDev) == 0xc0207504 && io_ioctl(kFetchReq) == 0xc0107520);
+static_assert(ctrl_ioctl(kAddDev) == 0xc0207504 && ctrl_ioctl(kGetParams) == 0x80207509 &&
+              ctrl_ioctl(kStartUserRecovery) == 0xc0207510 && io_ioctl(kFetchReq) == 0xc0107520);
 
 }  // namespace vfe::ublk::abi

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct Options {
   unsigned depth = 64;
   std::string completion = "adaptive";
   int id = -1;
+  bool recovery = false;
+  bool queues_given = false;  // on the command line (else a device taken over decides)
+  bool depth_given = false;
 };
 
 // Everything vfe-ublk runs, in teardown order reversed: the ublk device goes first (it stops
@@ -92,7 +96,8 @@ Result<void> add_queue(Server& s, const Options& o, engine::CompletionMode mode,
   wo.name = fmt::format("vfe-ublk{}", s.workers.size());
   VFE_TRY_ASSIGN(auto worker, engine::Worker::start(wo));
   s.workers.push_back(std::move(worker));
-  auto queue = s.ctrl->create_io_queue(*s.workers.back(), {.entries = o.depth + 1, .completion = mode, .numa_node = node});
+  auto queue = s.ctrl->create_io_queue(*s.workers.back(),
+                                       {.entries = o.depth + 1, .completion = mode, .numa_node = node});
   if (!queue) {
     const Error& e = queue.error();
     return Error{e.code, "vfe-ublk", fmt::format("--depth {} (an NVMe queue of {} entries): {}", o.depth, o.depth + 1,
@@ -106,13 +111,50 @@ Result<void> add_queue(Server& s, const Options& o, engine::CompletionMode mode,
   return ok();
 }
 
-Result<void> serve(Server& s, const Options& o) {
+// --recovery --id N where device N exists: this server takes it over, with its queue count and
+// depth (those given must match).
+Result<std::optional<ublk::abi::DevInfo>> held_device(Options& o) {
+  if (!o.recovery || o.id < 0) {
+    return std::optional<ublk::abi::DevInfo>{};
+  }
+  VFE_TRY_ASSIGN(auto held, ublk::Device::find(static_cast<std::uint32_t>(o.id)));
+  if (!held) {
+    return held;
+  }
+  if ((o.queues_given && o.queues != held->nr_hw_queues) || (o.depth_given && o.depth != held->queue_depth)) {
+    return Error::invalid("vfe-ublk", fmt::format("ublk device {} has {} queue(s) of depth {}: to take it over, give "
+                                                  "those or leave --queues and --depth out",
+                                                  o.id, held->nr_hw_queues, held->queue_depth));
+  }
+  o.queues = held->nr_hw_queues;
+  o.depth = held->queue_depth;
+  return held;
+}
+
+Result<std::unique_ptr<ublk::Device>> make_device(const Options& o, bool held, const ublk::BlockGeometry& g,
+                                                  const std::vector<ublk::QueueSpec>& specs) {
+  if (held) {
+    return ublk::Device::recover(static_cast<std::uint32_t>(o.id), g, specs);
+  }
+  auto dev = ublk::Device::create({.id = o.id, .depth = static_cast<std::uint16_t>(o.depth), .recovery = o.recovery},
+                                  g, specs);
+  if (!dev && dev.error().is(EEXIST)) {
+    return Error::from_errno(EEXIST, "vfe-ublk",
+                             fmt::format("ublk device {} exists already. If its server is gone, `vfe-ublk --remove {}` "
+                                         "removes it{}", o.id, o.id, o.recovery ? "" : ", or `--recovery` takes it "
+                                                                                     "over if it was made with that"));
+  }
+  return dev;
+}
+
+Result<void> serve(Server& s, Options o) {
   const auto mode = engine::parse_completion_mode(o.completion);
   if (!mode) {
     return Error::invalid("vfe-ublk", fmt::format("--completion {}: use poll, irq or adaptive", o.completion));
   }
   // No ublk in this kernel, or not root: said before the controller is taken.
   VFE_TRY(ublk::Control::open());
+  VFE_TRY_ASSIGN(const auto held, held_device(o));
   int node = -1;
   VFE_TRY_ASSIGN(const auto cpus, cpus_near(o.bdf, node));
   nvme::ControllerOptions copts;
@@ -125,8 +167,11 @@ Result<void> serve(Server& s, const Options& o) {
     VFE_TRY(add_queue(s, o, *mode, cpus[q % cpus.size()], node, g));
     specs.push_back({s.workers.back().get(), s.targets.back().get()});
   }
-  VFE_TRY_ASSIGN(s.device, ublk::Device::create({.id = o.id, .depth = static_cast<std::uint16_t>(o.depth)}, g, specs));
+  VFE_TRY_ASSIGN(s.device, make_device(o, held.has_value(), g, specs));
   VFE_TRY(s.device->start());
+  if (held) {
+    fmt::print(stderr, "vfe-ublk: took over {} from process {}\n", s.device->block_path(), held->ublksrv_pid);
+  }
   fmt::print("{}\n", s.device->block_path());
   std::fflush(stdout);
   return ok();
@@ -138,16 +183,29 @@ Result<void> serve(Server& s, const Options& o) {
 int main(int argc, char** argv) {
   using namespace vfe;
   Options o;
+  int remove = -1;
   CLI::App app{"Serves an NVMe namespace (the controller bound to vfio-pci) as the Linux block device\n"
                "/dev/ublkbN until SIGINT or SIGTERM, then removes it. Needs root and a kernel with ublk."};
-  app.add_option("BDF", o.bdf, "PCI address of the NVMe controller")->required();
+  auto* bdf = app.add_option("BDF", o.bdf, "PCI address of the NVMe controller");
   app.add_option("--nsid", o.nsid, "namespace to serve")->capture_default_str()->check(CLI::Range(1U, 0xfffffffeU));
-  app.add_option("--queues", o.queues, "ublk queues, each on a worker with an NVMe queue of its own")
+  auto* queues = app.add_option("--queues", o.queues, "ublk queues, each on a worker with an NVMe queue of its own")
       ->capture_default_str()->check(CLI::Range(1, 64));
-  app.add_option("--depth", o.depth, "requests in flight per queue")->capture_default_str()->check(CLI::Range(1, 4095));
+  auto* depth = app.add_option("--depth", o.depth, "requests in flight per queue")
+                    ->capture_default_str()->check(CLI::Range(1, 4095));
   app.add_option("--completion", o.completion, "poll, irq or adaptive")->capture_default_str();
   app.add_option("--id", o.id, "N of /dev/ublkbN (default: the kernel picks)")->check(CLI::Range(0, (1 << 20) - 1));
+  app.add_flag("--recovery", o.recovery,
+               "if this process dies, the device waits (I/O held) for a new vfe-ublk --recovery --id N,\n"
+               "which takes it over; with --id N of such a device, take it over");
+  app.add_option("--remove", remove, "remove ublk device N whose server is gone (its held I/O fails), then exit")
+      ->check(CLI::Range(0, (1 << 20) - 1))->excludes(bdf);
   CLI11_PARSE(app, argc, argv);
+  o.queues_given = queues->count() != 0;
+  o.depth_given = depth->count() != 0;
+  if (remove < 0 && bdf->count() == 0) {
+    fmt::print(stderr, "vfe-ublk: BDF is required (or --remove N); see --help\n");
+    return 1;
+  }
   if (::geteuid() != 0) {
     fmt::print(stderr, "vfe-ublk: needs root (ublk control commands need CAP_SYS_ADMIN)\n");
     return 1;
@@ -158,6 +216,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  if (remove >= 0) {
+    if (auto r = ublk::Device::remove_abandoned(static_cast<std::uint32_t>(remove)); !r) {
+      fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
+      return 1;
+    }
+    fmt::print(stderr, "vfe-ublk: removed ublk device {}\n", remove);
+    return 0;
+  }
   Server s;
   if (auto r = serve(s, o); !r) {
     fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());

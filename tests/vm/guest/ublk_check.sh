@@ -3,25 +3,41 @@
 # workers), once per completion mode. Data written through the block device is checked by
 # programs no one here wrote: fio with --verify=crc32c when it is staged (else dd and cmp), and,
 # in adaptive mode, mkfs.ext4, a tree of files, e2fsck and a remount when e2fsprogs is staged.
-# Each time SIGINT must remove the device and make vfe-ublk exit 0. Skips (and says so) on a
-# kernel without ublk (Debian's 6.1, in type1 mode).
+# Each time SIGINT must remove the device and make vfe-ublk exit 0. Then SIGKILL with I/O under
+# way: without --recovery that I/O fails and the block device goes (nothing hangs, and
+# `vfe-ublk --remove` removes what is left); with --recovery a new vfe-ublk takes the device over
+# and a mounted filesystem goes on without an error. Skips (and says so) on a kernel without ublk
+# (Debian's 6.1, in type1 mode).
 set -u
 fail() { echo "ublk_check: FAIL: $*"; [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null; exit 1; }
 
-# Starts vfe-ublk in completion mode $1; sets pid and dev once the block device is there.
+# Starts vfe-ublk in completion mode $1, with the options after it; sets pid and dev once the
+# block device is there.
 serve() {
-  vfe-ublk "$bdf" --nsid 4 --queues 2 --depth 32 --completion "$1" >/tmp/ublk.out &
+  m=$1
+  shift
+  vfe-ublk "$bdf" --nsid 4 --queues 2 --depth 32 --completion "$m" "$@" >/tmp/ublk.out &
   pid=$!
   dev=""
   i=0
   while [ $i -lt 300 ]; do  # up to 30 s: the first line vfe-ublk prints is the device
     dev=$(head -n 1 /tmp/ublk.out 2>/dev/null)
     [ -n "$dev" ] && [ -b "$dev" ] && return 0
-    kill -0 "$pid" 2>/dev/null || fail "vfe-ublk ($1) exited before the device appeared"
+    kill -0 "$pid" 2>/dev/null || fail "vfe-ublk ($m $*) exited before the device appeared"
     usleep 100000
     i=$((i + 1))
   done
-  fail "no block device after 30 s ($1)"
+  fail "no block device after 30 s ($m $*)"
+}
+
+# Waits up to $1 tenths of a second for the shell command $2 to succeed.
+wait_until() {
+  i=0
+  until eval "$2"; do
+    [ $i -lt "$1" ] || return 1
+    usleep 100000
+    i=$((i + 1))
+  done
 }
 
 # SIGINT: within 40 s the device must go and vfe-ublk exit 0.
@@ -78,6 +94,94 @@ verify_filesystem() {
   echo "ublk_check: ext4: $(wc -l </tmp/ublk.md5) files written, e2fsck clean, all equal after a remount"
 }
 
+# SIGKILL without --recovery while direct writes are under way: the writes fail, the block device
+# goes, nothing hangs; /dev/ublkcN stays until `vfe-ublk --remove N`.
+kill_check() {
+  serve adaptive
+  id=${dev#/dev/ublkb}
+  # Wrong uses of --remove and --recovery are refused with the reason, and change nothing.
+  refused() {  # $1: what stderr must say; the rest: vfe-ublk's arguments
+    want=$1
+    shift
+    vfe-ublk "$@" >/dev/null 2>/tmp/ublk.err && fail "vfe-ublk $* succeeded"
+    grep -q "$want" /tmp/ublk.err || { cat /tmp/ublk.err; fail "vfe-ublk $*: no \"$want\""; }
+  }
+  refused "served by process $pid" --remove "$id"
+  refused "there is no ublk device 77" --remove 77
+  [ -b "$dev" ] || fail "$dev went away after a refused --remove"
+  (while dd if=/dev/zero of="$dev" bs=64k count=64 oflag=direct 2>/dev/null; do :; done) &
+  writer=$!
+  sleep 1
+  kill -0 "$writer" 2>/dev/null || fail "the writer stopped before vfe-ublk was killed"
+  kill -KILL "$pid"
+  wait "$pid" 2>/dev/null
+  pid=""
+  wait_until 300 '! kill -0 "$writer" 2>/dev/null' || fail "writes to $dev still hang 30 s after vfe-ublk was killed"
+  wait_until 300 '[ ! -e "$dev" ]' || fail "$dev is still there 30 s after vfe-ublk was killed"
+  [ -e "/dev/ublkc$id" ] || fail "/dev/ublkc$id went away without --remove"
+  refused "was made without recovery" "$bdf" --nsid 4 --queues 2 --depth 32 --recovery --id "$id"
+  [ -e "/dev/ublkc$id" ] || fail "a refused takeover removed /dev/ublkc$id"
+  vfe-ublk --remove "$id" || fail "vfe-ublk --remove $id"
+  wait_until 50 '[ ! -e "/dev/ublkc$id" ]' || fail "/dev/ublkc$id is still there after --remove"
+  echo "ublk_check: SIGKILL: the writes under way failed, $dev went, --remove removed ublk device $id"
+}
+
+# SIGKILL with --recovery while a mounted ext4 is being written (a file each, fsync'd): a new
+# vfe-ublk takes the device over, the writer sees no error, and every file is intact after an
+# unmount, e2fsck and a remount.
+recovery_check() {
+  serve adaptive --recovery --id 0
+  errors=$(dmesg | grep -c -e 'I/O error, dev ublkb' -e 'EXT4-fs error')
+  mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4"
+  mkdir -p /mnt/ublk && mount -t ext4 "$dev" /mnt/ublk || fail "mount"
+  rm -f /tmp/stop
+  dd if=/dev/urandom of=/tmp/pattern bs=256k count=8 2>/dev/null
+  (n=0; while [ ! -e /tmp/stop ] && [ $n -lt 1000 ]; do
+     dd if=/dev/urandom of="/mnt/ublk/r$n" bs=4k count=4 conv=fsync 2>/dev/null || exit 1
+     n=$((n + 1))
+   done) &
+  writer=$!
+  # Three loops of direct 256 KiB writes: some request is nearly always with vfe-ublk.
+  direct=""
+  for f in big0 big1 big2; do
+    (while [ ! -e /tmp/stop ]; do
+       dd if=/tmp/pattern of="/mnt/ublk/$f" bs=256k oflag=direct conv=notrunc 2>/dev/null || exit 1
+     done) &
+    direct="$direct $!"
+  done
+  # The kill comes once a direct writer is past its first pass (and the other has some files).
+  wait_until 300 '[ -f /mnt/ublk/big0 ] && [ "$(wc -c </mnt/ublk/big0)" = 2097152 ]' || fail "the direct writer wrote nothing"
+  usleep 200000
+  before=$(ls /mnt/ublk | grep -c '^r')
+  kill -KILL "$pid"
+  wait "$pid" 2>/dev/null
+  old=$pid
+  [ -b "$dev" ] || fail "$dev went away although vfe-ublk ran with --recovery"
+  serve adaptive --recovery --id 0
+  [ "$pid" != "$old" ] && [ "$dev" = /dev/ublkb0 ] || fail "the new vfe-ublk did not take over /dev/ublkb0"
+  sleep 1
+  touch /tmp/stop
+  wait "$writer" || fail "a write failed while vfe-ublk was replaced"
+  for w in $direct; do
+    wait "$w" || fail "a direct write failed while vfe-ublk was replaced"
+  done
+  # The kernel logs a failed request even when no write(2) or fsync(2) reports it.
+  [ "$(dmesg | grep -c -e 'I/O error, dev ublkb' -e 'EXT4-fs error')" = "$errors" ] ||
+    { dmesg | tail -n 20; fail "I/O errors on $dev while vfe-ublk was replaced"; }
+  after=$(ls /mnt/ublk | grep -c '^r')
+  [ "$before" -gt 0 ] && [ "$after" -gt "$before" ] && [ "$after" -lt 1000 ] ||
+    fail "the writer did not straddle the takeover ($before files before the kill, $after after)"
+  (cd /mnt/ublk && md5sum r* >/tmp/ublk.md5 && for f in big0 big1 big2; do
+                     md5sum </tmp/pattern | sed "s/-\$/$f/"; done >>/tmp/ublk.md5)
+  umount /mnt/ublk || fail "umount"
+  e2fsck -fn "$dev" >/tmp/e2fsck.out 2>&1 || { cat /tmp/e2fsck.out; fail "e2fsck -fn after the takeover"; }
+  mount -t ext4 -o ro "$dev" /mnt/ublk || fail "mount again"
+  (cd /mnt/ublk && md5sum -c /tmp/ublk.md5 >/dev/null) || fail "files differ after the takeover and a remount"
+  umount /mnt/ublk || fail "umount"
+  stop_server
+  echo "ublk_check: --recovery: killed with $before files written, taken over, $after files intact"
+}
+
 if [ ! -e /dev/ublk-control ]; then
   # Only Debian's 6.1 kernel (type1 mode) is built without ublk; the small kernel must have it.
   [ "${VFE_VM_MODE:-}" = type1 ] || fail "this kernel has no ublk (CONFIG_BLK_DEV_UBLK), and in mode ${VFE_VM_MODE:-?} it must"
@@ -95,4 +199,8 @@ for mode in poll irq adaptive; do
   fi
   stop_server
 done
+kill_check
+if command -v mkfs.ext4 >/dev/null && grep -qw ext4 /proc/filesystems; then
+  recovery_check
+fi
 echo "ublk_check: PASS"
