@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -36,6 +37,7 @@ struct Options {
   std::string completion = "adaptive";
   int id = -1;
   bool recovery = false;
+  unsigned io_timeout_ms = 30'000;
   bool queues_given = false;  // on the command line (else a device taken over decides)
   bool depth_given = false;
 };
@@ -159,6 +161,7 @@ Result<void> serve(Server& s, Options o) {
   VFE_TRY_ASSIGN(const auto cpus, cpus_near(o.bdf, node));
   nvme::ControllerOptions copts;
   copts.io_queues = o.queues;
+  copts.io_timeout = std::chrono::milliseconds(o.io_timeout_ms);
   VFE_TRY_ASSIGN(s.ctrl, nvme::Controller::create(o.bdf, copts));
   VFE_TRY_ASSIGN(const ublk::BlockGeometry g, geometry_of(*s.ctrl, o));
   VFE_TRY_ASSIGN(s.pool, dma::DmaPool::create(s.ctrl->dma_space(), 2 << 20, {.hugepages = true, .numa_node = node}));
@@ -194,6 +197,10 @@ int main(int argc, char** argv) {
                     ->capture_default_str()->check(CLI::Range(1, 4095));
   app.add_option("--completion", o.completion, "poll, irq or adaptive")->capture_default_str();
   app.add_option("--id", o.id, "N of /dev/ublkbN (default: the kernel picks)")->check(CLI::Range(0, (1 << 20) - 1));
+  app.add_option("--io-timeout", o.io_timeout_ms,
+                 "ms an NVMe command may take before it is aborted, then the controller reset (the\n"
+                 "block device waits through that; its requests go again)")
+      ->capture_default_str()->check(CLI::Range(100U, 3'600'000U));
   app.add_flag("--recovery", o.recovery,
                "if this process dies, the device waits (I/O held) for a new vfe-ublk --recovery --id N,\n"
                "which takes it over; with --id N of such a device, take it over");
@@ -231,8 +238,8 @@ int main(int argc, char** argv) {
   }
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  fmt::print(stderr, "vfe-ublk: {}: removing {} after {} request(s)\n", strsignal(sig), s.device->block_path(),
-             s.device->served());
+  fmt::print(stderr, "vfe-ublk: {}: removing {} after {} request(s); controller resets: {}\n", strsignal(sig),
+             s.device->block_path(), s.device->served(), s.ctrl->stats().resets.load());
   if (auto r = s.device->stop(); !r) {
     // The kernel still holds commands naming this process's memory: no orderly teardown is
     // possible. Exiting closes the rings, and the kernel then fails what is left.

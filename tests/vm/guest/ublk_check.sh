@@ -9,14 +9,20 @@
 # and a mounted filesystem goes on without an error. Skips (and says so) on a kernel without ublk
 # (Debian's 6.1, in type1 mode).
 set -u
-fail() { echo "ublk_check: FAIL: $*"; [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null; exit 1; }
+fail() {
+  echo "ublk_check: FAIL: $*"
+  [ -f /tmp/ublk.log ] && sed 's/^/ublk_check: vfe-ublk said: /' /tmp/ublk.log
+  [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null
+  exit 1
+}
+nsid=4  # the namespace served: 4 (64 MiB), or 3, whose requests the host can hold
 
 # Starts vfe-ublk in completion mode $1, with the options after it; sets pid and dev once the
 # block device is there.
 serve() {
   m=$1
   shift
-  vfe-ublk "$bdf" --nsid 4 --queues 2 --depth 32 --completion "$m" "$@" >/tmp/ublk.out &
+  vfe-ublk "$bdf" --nsid "$nsid" --queues 2 --depth 32 --completion "$m" "$@" >/tmp/ublk.out 2>/tmp/ublk.log &
   pid=$!
   dev=""
   i=0
@@ -51,6 +57,7 @@ stop_server() {
   done
   wait "$pid" || fail "vfe-ublk exited with $? after SIGINT"
   pid=""
+  cat /tmp/ublk.log
   [ ! -e "$dev" ] || fail "$dev is still there after vfe-ublk exited"
 }
 
@@ -182,6 +189,29 @@ recovery_check() {
   echo "ublk_check: --recovery: killed with $before files written, taken over, $after files intact"
 }
 
+# A stalled command under the block device: the host holds namespace 3's requests for 7 s, so
+# vfe-ublk (--io-timeout 2000) aborts it after 2 s and resets the controller 2 s later, then
+# sends what was in flight again. The block device waits through it: no request fails, and the
+# data reads back equal.
+stall_check() {
+  nsid=3
+  serve adaptive --io-timeout 2000
+  nsid=4
+  errors=$(dmesg | grep -c 'I/O error, dev ublkb')
+  dd if=/dev/urandom of=/tmp/pattern bs=256k count=8 2>/dev/null
+  echo "VFE-STALL 7000"  # tests/vm/run.sh: the host pauses namespace 3's NBD server
+  sleep 1
+  start=$(date +%s)
+  dd if=/tmp/pattern of="$dev" bs=256k oflag=direct conv=fsync 2>/dev/null || fail "a write failed in the stall"
+  took=$(($(date +%s) - start))
+  dd if="$dev" of=/tmp/back bs=256k count=8 iflag=direct 2>/dev/null || fail "a read after the stall failed"
+  cmp /tmp/pattern /tmp/back || fail "2 MiB read back after the stall differ from what was written"
+  [ "$(dmesg | grep -c 'I/O error, dev ublkb')" = "$errors" ] || { dmesg | tail -n 20; fail "I/O errors on $dev in the stall"; }
+  stop_server
+  grep -q 'controller resets: [1-9]' /tmp/ublk.log || fail "the controller was not reset: the stall tested nothing"
+  echo "ublk_check: stall: a write waited ${took} s through an Abort and a controller reset; 2 MiB read back equal"
+}
+
 if [ ! -e /dev/ublk-control ]; then
   # Only Debian's 6.1 kernel (type1 mode) is built without ublk; the small kernel must have it.
   [ "${VFE_VM_MODE:-}" = type1 ] || fail "this kernel has no ublk (CONFIG_BLK_DEV_UBLK), and in mode ${VFE_VM_MODE:-?} it must"
@@ -199,6 +229,7 @@ for mode in poll irq adaptive; do
   fi
   stop_server
 done
+stall_check
 kill_check
 if command -v mkfs.ext4 >/dev/null && grep -qw ext4 /proc/filesystems; then
   recovery_check
