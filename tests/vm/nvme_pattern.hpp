@@ -31,8 +31,12 @@ inline constexpr std::uint32_t kStallNsid = 3;
 inline constexpr std::uint64_t kStallNsBytes = 4 * kMiB;
 
 // Controller 0's fourth namespace (tests/vm/run.sh): 64 MiB that vfe-ublk serves as a block
-// device to fio and a filesystem (tests/vm/guest/ublk_check.sh); nothing else touches it.
+// device to fio and a filesystem (tests/vm/guest/ublk_check.sh); nothing else writes it. Last,
+// the check writes the pattern of "controller" kUblkPatternIndex to kUblkRegion through the block
+// device (`vfe_disk_check --ublk-pattern` makes it), then reads it back through this library's
+// driver (UblkReadback in vfe_vm_tests), and the host finds it in the disk image.
 inline constexpr std::uint32_t kUblkNsid = 4;
+inline constexpr unsigned kUblkPatternIndex = 4;
 
 inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {0, 4096, 0, 1},                        // one page
@@ -44,6 +48,8 @@ inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {33 * kMiB, 200 * 1024, 2048, 1},       // a PRP list again, uneven size
     {kDiskBytes - 8192, 8192, 0, 1},        // the last blocks of the namespace
 }};
+
+inline constexpr PatternRegion kUblkRegion{40 * kMiB, 8 * kMiB, 0, 1};
 
 // The 64-bit word at disk offset `offset` (8-byte aligned) of controller `index`.
 [[nodiscard]] constexpr std::uint64_t pattern_word(unsigned index, std::uint64_t offset) noexcept {

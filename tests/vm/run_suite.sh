@@ -5,7 +5,8 @@
 # user (type1 and iommufd: no-IOMMU needs CAP_SYS_RAWIO), the 60-second soak (iommufd only, to
 # keep CI short), vfio-bench's tests with fio (when given), and the hot-unplug test (last: it
 # removes an NVMe). It keeps the NVMe disk images and then checks on the host that they hold
-# exactly what the guest's data-integrity test wrote (the emulated controllers really wrote it).
+# exactly what the guest's data-integrity test wrote (the emulated controllers really wrote it),
+# and what ublk_check.sh wrote through vfe-ublk's block device.
 #
 # usage: tests/vm/run_suite.sh MODE VM_TESTS NVME_POLL NIC_LOOPBACK DISK_CHECK VFE_UBLK [BENCH_TESTS VFIO_BENCH]
 # Exit: as tests/vm/run.sh (0 pass, 1 a test or the disk check failed, 2 the rig failed).
@@ -13,7 +14,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 (($# == 6 || $# == 8)) || { sed -n '10p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2; }
 mode=$1 vm_tests=$2 nvme_poll=$3 nic_loopback=$4 disk_check=$5 vfe_ublk=$6
-with=(--with "$nvme_poll" --with "$nic_loopback" --with "$vfe_ublk")
+# vfe_disk_check goes in too: ublk_check.sh writes its pattern through vfe-ublk's block device.
+with=(--with "$nvme_poll" --with "$nic_loopback" --with "$vfe_ublk" --with "$disk_check")
 for tool in mkfs.ext4 e2fsck; do  # an ext4 filesystem on vfe-ublk's device (guest/ublk_check.sh)
   path=$(PATH=$PATH:/usr/sbin:/sbin command -v "$tool") || { echo "run_suite: $tool is missing; run scripts/setup-deps.sh" >&2; exit 2; }
   with+=(--with "$path")
@@ -39,3 +41,5 @@ rc=0
 "$here/run.sh" --mode "$mode" --disk-dir "$disks" "${with[@]}" "${binaries[@]}" || rc=$?
 ((rc == 0)) || exit "$rc"
 "$disk_check" "$disks/nvme0.img" 0 "$disks/nvme1.img" 1 || exit 1
+# What ublk_check.sh wrote through vfe-ublk (not in type1: Debian's 6.1 kernel has no ublk).
+[[ $mode == type1 ]] || "$disk_check" "$disks/nvme0-ublk.img" ublk || exit 1

@@ -212,6 +212,23 @@ stall_check() {
   echo "ublk_check: stall: a write waited ${took} s through an Abort and a controller reset; 2 MiB read back equal"
 }
 
+# Last: the pattern of kUblkRegion (tests/vm/nvme_pattern.hpp: 8 MiB at 40 MiB) written through
+# the block device by dd, then read back through this library's driver (UblkReadback in
+# vfe_vm_tests); after the guest is off, run_suite.sh finds it in the disk image.
+pattern_check() {
+  if ! command -v vfe_disk_check >/dev/null || ! command -v vfe_vm_tests >/dev/null; then
+    echo "ublk_check: pattern: SKIP (vfe_disk_check and vfe_vm_tests are not staged)"
+    return 0
+  fi
+  serve poll
+  vfe_disk_check --ublk-pattern | dd of="$dev" bs=1M seek=40 iflag=fullblock oflag=direct conv=fsync 2>/dev/null ||
+    fail "writing the pattern to $dev"
+  stop_server
+  VFE_UBLK_READBACK=1 vfe_vm_tests --gtest_filter='UblkReadback.*' >/tmp/readback.out 2>&1 ||
+    { cat /tmp/readback.out; fail "reading the pattern back through the driver"; }
+  grep 'ublk readback:' /tmp/readback.out || { cat /tmp/readback.out; fail "UblkReadback did not run"; }
+}
+
 if [ ! -e /dev/ublk-control ]; then
   # Only Debian's 6.1 kernel (type1 mode) is built without ublk; the small kernel must have it.
   [ "${VFE_VM_MODE:-}" = type1 ] || fail "this kernel has no ublk (CONFIG_BLK_DEV_UBLK), and in mode ${VFE_VM_MODE:-?} it must"
@@ -234,4 +251,5 @@ kill_check
 if command -v mkfs.ext4 >/dev/null && grep -qw ext4 /proc/filesystems; then
   recovery_check
 fi
+pattern_check
 echo "ublk_check: PASS"
