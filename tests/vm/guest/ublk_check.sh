@@ -13,6 +13,7 @@ fail() {
   echo "ublk_check: FAIL: $*"
   [ -f /tmp/ublk.log ] && sed 's/^/ublk_check: vfe-ublk said: /' /tmp/ublk.log
   [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null
+  [ -n "${unbound:-}" ] && devbind.sh bind "$unbound" >/dev/null 2>&1  # the later checks need it
   exit 1
 }
 nsid=4  # the namespace served: 4 (64 MiB), or 3, whose requests the host can hold
@@ -212,6 +213,37 @@ stall_check() {
   echo "ublk_check: stall: a write waited ${took} s through an Abort and a controller reset; 2 MiB read back equal"
 }
 
+# The same load on the same namespace of the same controller, side by side: fio 4 KiB random
+# reads at depth 32 on /dev/ublkb0 (vfe-ublk, adaptive), then on the kernel's nvme driver (the
+# controller handed over for it, and back). Under TCG the ratio means something, the rates not.
+compare_check() {
+  command -v fio >/dev/null || { echo "ublk_check: compare: SKIP (no fio in this guest)"; return 0; }
+  load="--ioengine=io_uring --rw=randread --bs=4k --iodepth=32 --direct=1 --time_based --runtime=3 --size=32M"
+  serve adaptive
+  # shellcheck disable=SC2086 # $load is a list of options
+  ours=$(fio --name=ublk --filename="$dev" $load --minimal | cut -d';' -f8) || fail "fio on $dev"
+  stop_server
+  devbind.sh unbind "$bdf" >/dev/null || fail "handing $bdf to the kernel's nvme driver"
+  unbound=$bdf
+  disk=""
+  i=0
+  while [ -z "$disk" ] && [ $i -lt 200 ]; do  # the kernel names disks in the order it finds them
+    for n in /sys/block/nvme*; do
+      [ "$(cat "$n/nsid" 2>/dev/null)" = "$nsid" ] && [ -b "/dev/${n##*/}" ] && disk=/dev/${n##*/}
+    done
+    usleep 50000
+    i=$((i + 1))
+  done
+  [ -n "$disk" ] || fail "the kernel's nvme driver shows no namespace $nsid"
+  # shellcheck disable=SC2086
+  theirs=$(fio --name=kernel --filename="$disk" $load --minimal | cut -d';' -f8) || fail "fio on $disk"
+  devbind.sh bind "$bdf" >/dev/null || fail "giving $bdf back to vfio-pci"
+  unbound=""
+  [ "${ours:-0}" -gt 0 ] && [ "${theirs:-0}" -gt 0 ] || fail "fio reported no reads ($ours, $theirs)"
+  echo "ublk_check: compare: fio randread 4k qd32 3 s, namespace $nsid: vfe-ublk $ours IOPS," \
+       "the kernel's nvme driver ($disk) $theirs IOPS, ratio $(awk "BEGIN { printf \"%.2f\", $ours / $theirs }")"
+}
+
 # Last: the pattern of kUblkRegion (tests/vm/nvme_pattern.hpp: 8 MiB at 40 MiB) written through
 # the block device by dd, then read back through this library's driver (UblkReadback in
 # vfe_vm_tests); after the guest is off, run_suite.sh finds it in the disk image.
@@ -251,5 +283,6 @@ kill_check
 if command -v mkfs.ext4 >/dev/null && grep -qw ext4 /proc/filesystems; then
   recovery_check
 fi
+compare_check
 pattern_check
 echo "ublk_check: PASS"
