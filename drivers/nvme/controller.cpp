@@ -199,6 +199,7 @@ Result<void> Controller::identify() {
   VFE_TRY_ASSIGN(const auto page, identify_page(cns::kController, 0, "identify controller"));
   VFE_TRY_ASSIGN(identity_, parse_identify_controller(page));
   write_zeroes_ = identity_.supports_write_zeroes();
+  dataset_management_ = identity_.supports_dataset_management();
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
   const std::uint64_t one_list = (page_size() / sizeof(std::uint64_t)) * page_size();  // unchained PRP list
   max_transfer_ = max_transfer_ == 0 ? one_list : std::min(max_transfer_, one_list);

@@ -154,6 +154,7 @@ Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid,
   ns.size_blocks = read_le<std::uint64_t>(data, 0);
   ns.capacity_blocks = read_le<std::uint64_t>(data, 8);
   ns.used_blocks = read_le<std::uint64_t>(data, 16);
+  ns.dlfeat = data[33];
   if (ns.size_blocks == 0) {
     // §5.15: for an inactive namespace ID the controller returns all zeros.
     return Error::invalid("identify namespace",

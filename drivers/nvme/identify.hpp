@@ -35,6 +35,8 @@ struct ControllerIdentity {
   /// VWC bit 0: the controller has a volatile write cache, so an acknowledged write is on the
   /// medium only after a Flush, a write with FUA, or a normal shutdown.
   [[nodiscard]] bool has_volatile_write_cache() const noexcept { return (vwc & 1U) != 0; }
+  /// ONCS bit 2: the Dataset Management command (deallocate) is supported.
+  [[nodiscard]] bool supports_dataset_management() const noexcept { return (oncs & (1U << 2)) != 0; }
   /// ONCS bit 3: the Write Zeroes command is supported.
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return (oncs & (1U << 3)) != 0; }
   /// The largest transfer in bytes for a minimum page size of 2^`min_page_shift`; 0: no limit.
@@ -62,9 +64,12 @@ struct NamespaceInfo {
   std::uint32_t block_size = 0;       ///< 2^LBADS of the format in use
   std::uint16_t metadata_bytes = 0;   ///< MS of the format in use
   bool extended_lba = false;          ///< FLBAS bit 4: metadata inline with the data
+  std::uint8_t dlfeat = 0;            ///< DLFEAT, byte 33: what a deallocated block reads as
   std::vector<LbaFormat> formats;     ///< NLBAF + 1 entries
 
   [[nodiscard]] std::uint64_t size_bytes() const noexcept { return size_blocks * block_size; }
+  /// DLFEAT bits 2:0 = 001b: a deallocated block reads as zeroes (else: not said, or FFh).
+  [[nodiscard]] bool deallocated_reads_zero() const noexcept { return (dlfeat & 0x7U) == 1; }
 };
 
 /// Decodes Identify Namespace for `nsid`. Fails when `data` is short, the namespace is inactive

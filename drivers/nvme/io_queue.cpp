@@ -18,9 +18,29 @@ using detail::kCidSlotMask;
 
 constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
 constexpr std::uint32_t kFua = 1U << 30;                // Command Dword 12: Force Unit Access
+constexpr std::uint32_t kDeallocate = 1U << 2;          // Dataset Management, Command Dword 11: AD
 
 std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
   return static_cast<std::uint32_t>(__builtin_ctz(ns.block_size));
+}
+
+std::uint64_t data_bytes(std::span<const DataSegment> data) noexcept {
+  std::uint64_t bytes = 0;
+  for (const DataSegment& s : data) {
+    bytes += s.length;
+  }
+  return bytes;
+}
+
+// Dataset Management with Attribute Deallocate (NVMe 1.4 §6.7): the range list by PRPs, NR.
+void fill_deallocate(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
+                     std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
+  const std::uint64_t bytes = data_bytes(req.data);
+  const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
+  cmd.prp1 = p.prp1;
+  cmd.prp2 = p.prp2;
+  cmd.cdw10 = static_cast<std::uint32_t>(bytes / sizeof(DsmRange) - 1);  // NR, 0's based
+  cmd.cdw11 = kDeallocate;
 }
 
 }  // namespace
@@ -159,17 +179,24 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
         return -EOPNOTSUPP;
       }
       return req.blocks != 0 && req.data.empty() && req.lba + req.blocks > req.lba ? 0 : -EINVAL;
+    case IoOpcode::dataset_management: {
+      if (!host_->supports_dataset_management()) {
+        return -EOPNOTSUPP;
+      }
+      const std::uint64_t bytes = data_bytes(req.data);
+      const bool ok = req.blocks == 0 && !req.fua && bytes != 0 && bytes % sizeof(DsmRange) == 0 &&
+                      bytes <= kMaxDsmRanges * sizeof(DsmRange) &&
+                      check_prp_layout(req.data, page_size_) == PrpLayoutError::none;
+      return ok ? 0 : -EINVAL;
+    }
     case IoOpcode::read:
     case IoOpcode::write: {
       const std::uint32_t shift = block_shift(*ns);
       if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > (~0ULL >> shift)) {
         return -EINVAL;
       }
-      std::uint64_t bytes = 0;
-      for (const DataSegment& s : req.data) {
-        bytes += s.length;
-      }
-      if (bytes != req.blocks << shift || check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+      if (data_bytes(req.data) != req.blocks << shift ||
+          check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
         return -EINVAL;
       }
       return 0;
@@ -214,7 +241,7 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
 }
 
 // Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
-// Write, Write Zeroes). The doorbell is the caller's, once per batch.
+// Write, Write Zeroes, Dataset Management). The doorbell is the caller's, once per batch.
 IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   if (free_.empty()) {
     return Issue::no_slot;
@@ -224,7 +251,10 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.opcode = static_cast<std::uint8_t>(req.opcode);
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
-  if (req.opcode != IoOpcode::flush) {
+  if (req.opcode == IoOpcode::dataset_management) {
+    fill_deallocate(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+                    cmd);
+  } else if (req.opcode != IoOpcode::flush) {
     const std::uint32_t shift = req.progress.block_shift;
     n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {

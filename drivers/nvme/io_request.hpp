@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// `IoRequest`: one read, write, flush or write-zeroes as an application hands it to an `IoQueue`.
+/// `IoRequest`: one read, write, flush, write-zeroes or deallocate (Dataset Management) as an
+/// application hands it to an `IoQueue`.
 
 #include <cstdint>
 #include <span>
@@ -32,10 +33,12 @@ struct IoRequest : engine::Request {
   IoOpcode opcode = IoOpcode::read;
   std::uint32_t nsid = 1;
   std::uint64_t lba = 0;
-  /// Logical blocks to transfer (read, write, write zeroes); 0 for flush.
+  /// Logical blocks to transfer (read, write, write zeroes); 0 for flush and dataset management.
   std::uint64_t blocks = 0;
   /// Where the data lies (read, write): exactly blocks x block size bytes, laid out as PRPs
-  /// allow (see `check_prp_layout`). Empty for flush and write zeroes. Must stay valid until
+  /// allow (see `check_prp_layout`). Dataset management: the ranges, 1 to kMaxDsmRanges
+  /// `DsmRange`s (16 bytes each) in DMA memory; every range is deallocated (Attribute
+  /// Deallocate), and `lba` is unused. Empty for flush and write zeroes. Must stay valid until
   /// completion.
   std::span<const DataSegment> data;
 

@@ -59,6 +59,8 @@ class QueueHost {
   }
   /// Identify Controller ONCS: Write Zeroes.
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return write_zeroes_; }
+  /// Identify Controller ONCS: Dataset Management.
+  [[nodiscard]] bool supports_dataset_management() const noexcept { return dataset_management_; }
 
   /// The controller's bring-up facts a queue is laid out by.
   [[nodiscard]] virtual QueueParams queue_params() noexcept = 0;
@@ -87,6 +89,7 @@ class QueueHost {
   alignas(64) std::atomic<std::uint32_t> epoch_{0};  // written every watchdog tick
   alignas(64) std::vector<NamespaceInfo> namespaces_;
   bool write_zeroes_ = false;
+  bool dataset_management_ = false;
 };
 
 /// An I/O queue as its controller's watchdog and recovery see it. Each call that touches the

@@ -129,7 +129,18 @@ enum class IoOpcode : std::uint8_t {
   write = 0x01,
   read = 0x02,
   write_zeroes = 0x08,
+  dataset_management = 0x09,  ///< NVM Command Set §3.2.3 (NVMe 1.4 §6.7): here, deallocate
 };
+
+/// One range of a Dataset Management command (NVMe 1.4 figure 364): `blocks` from `lba`.
+struct DsmRange {
+  std::uint32_t attributes = 0;  ///< context attributes (hints); 0: none
+  std::uint32_t blocks = 0;      ///< length in logical blocks (not 0's based)
+  std::uint64_t lba = 0;         ///< starting LBA
+};
+static_assert(sizeof(DsmRange) == 16);
+/// A Dataset Management command carries 1 to 256 ranges (Command Dword 10 NR, 0's based).
+inline constexpr std::size_t kMaxDsmRanges = 256;
 
 /// Identify data is one 4 KiB page.
 inline constexpr std::size_t kIdentifySize = 4096;

@@ -18,6 +18,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
+constexpr std::uint32_t kMaxDiscardSectors = 1U << 22;  // 2 GiB a request
+
 // /dev/ublkcN appears once udev or devtmpfs made it, shortly after ADD_DEV.
 Result<Fd> open_char_device(std::uint32_t id) {
   const std::string path = "/dev/ublkc" + std::to_string(id);
@@ -70,11 +72,13 @@ Result<abi::Params> params_for(const BlockGeometry& g, std::uint32_t max_io_buf_
   p.basic.io_opt_shift = shift;
   p.basic.max_sectors = max_io_buf_bytes >> 9;
   p.basic.dev_sectors = g.blocks * g.block_size >> 9;
-  if (g.write_zeroes) {
-    // Write zeroes only: no discard (max_discard_sectors 0), so the kernel never sends one.
+  if (g.write_zeroes || g.discard) {
+    // A limit of 0 means the kernel never sends that operation. A discard is one range (ublk
+    // takes no other segment count); larger ones the kernel splits.
     p.types |= abi::kParamDiscard;
     p.discard.discard_granularity = g.block_size;
-    p.discard.max_write_zeroes_sectors = p.basic.max_sectors;
+    p.discard.max_write_zeroes_sectors = g.write_zeroes ? p.basic.max_sectors : 0;
+    p.discard.max_discard_sectors = g.discard ? kMaxDiscardSectors : 0;
     p.discard.max_discard_segments = 1;
   }
   return p;

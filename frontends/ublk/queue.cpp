@@ -36,8 +36,11 @@ bool to_block_io(const abi::IoDesc& d, std::uint16_t tag, BlockIo& io) noexcept 
     case abi::kOpWriteZeroes:
       io.op = BlockOp::write_zeroes;
       return true;
+    case abi::kOpDiscard:
+      io.op = BlockOp::discard;
+      return true;
     default:
-      return false;  // discard: not offered to the kernel (no DISCARD limits), so not expected
+      return false;  // no other operation is sent (zoned ones only to zoned devices)
   }
 }
 

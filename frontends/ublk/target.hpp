@@ -14,9 +14,10 @@ struct BlockGeometry {
   std::uint32_t max_io_bytes = 0;  ///< largest request (each tag's buffer has this size)
   bool volatile_cache = false;     ///< acknowledged writes need a flush (or FUA) to be durable
   bool write_zeroes = false;       ///< the target can write zeroes without a data buffer
+  bool discard = false;            ///< the target can deallocate blocks (one range a request)
 };
 
-enum class BlockOp : std::uint8_t { read, write, flush, write_zeroes };
+enum class BlockOp : std::uint8_t { read, write, flush, write_zeroes, discard };
 
 /// One request, as the kernel handed it over on a tag.
 struct BlockIo {

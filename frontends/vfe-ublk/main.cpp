@@ -87,6 +87,7 @@ Result<ublk::BlockGeometry> geometry_of(const nvme::Controller& c, const Options
   g.max_io_bytes = cap / 4096 * 4096;
   g.volatile_cache = c.identity().has_volatile_write_cache();
   g.write_zeroes = c.identity().supports_write_zeroes();
+  g.discard = c.identity().supports_dataset_management();
   return g;
 }
 

@@ -1,6 +1,7 @@
 #include "frontends/vfe-ublk/nvme_target.hpp"
 
 #include <cerrno>
+#include <cstdint>
 
 namespace vfe::ublk_tool {
 
@@ -47,6 +48,20 @@ int NvmeTarget::submit(const ublk::BlockIo& io) noexcept {
       break;
     case ublk::BlockOp::write_zeroes:
       s.opcode = nvme::IoOpcode::write_zeroes;
+      break;
+    case ublk::BlockOp::discard:
+      // The range goes in the tag's own DMA buffer, which a discard carries no data in.
+      if (s.blocks == 0 || s.blocks > UINT32_MAX) {
+        return -EINVAL;
+      }
+      *static_cast<nvme::DsmRange*>(s.buf->data()) = {.attributes = 0, .blocks = static_cast<std::uint32_t>(s.blocks),
+                                                      .lba = s.lba};
+      s.opcode = nvme::IoOpcode::dataset_management;
+      s.segment = {s.buf->iova(), sizeof(nvme::DsmRange)};
+      s.data = {&s.segment, 1};
+      s.lba = 0;
+      s.blocks = 0;
+      s.fua = false;
       break;
   }
   return queue_->submit(s);

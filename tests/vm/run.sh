@@ -130,6 +130,9 @@ errno = "5"
 sector = "1000"
 once = "off"
 BLKDEBUG
+# The images of namespaces that are written take discards (discard=unmap): QEMU's controller says
+# a deallocated block reads as zeroes (DLFEAT 1), but with QEMU's default (discard=ignore) a
+# Dataset Management deallocate leaves the data where it was.
 # Controller 0's namespace 3 (kStall*): an NBD export the host can pause (see the top).
 truncate -s 4M "$disk_dir/nvme0-stall.img"
 # Namespace 4 of the first NVMe: what vfe-ublk serves (tests/vm/guest/ublk_check.sh).
@@ -151,15 +154,15 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -object memory-backend-ram,id=mem1,size=$node_mem -numa node,nodeid=1,cpus=1,memdev=mem1
   -device pxb-pcie,id=pxb1,bus_nr=0x80,numa_node=1,bus=pcie.0
   -device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1
-  -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw"
+  -drive "file=$disk_dir/nvme0.img,if=none,id=nvm0,format=raw,discard=unmap"
   -device nvme,serial=vfe-nvme-0,drive=nvm0,bus=pcie.0,id=nvme0
   -drive "if=none,id=nvm0f,driver=raw,file.driver=blkdebug,file.config=$work/blkdebug.conf,file.image.driver=file,file.image.filename=$disk_dir/nvme0-faulty.img"
   -device nvme-ns,drive=nvm0f,bus=nvme0,nsid=2
   -drive "if=none,id=nvm0s,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=$work/nbd.sock"
   -device nvme-ns,drive=nvm0s,bus=nvme0,nsid=3
-  -drive "file=$disk_dir/nvme0-ublk.img,if=none,id=nvm0u,format=raw"
+  -drive "file=$disk_dir/nvme0-ublk.img,if=none,id=nvm0u,format=raw,discard=unmap"
   -device nvme-ns,drive=nvm0u,bus=nvme0,nsid=4
-  -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw"
+  -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw,discard=unmap"
   -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
   -device edu,bus=pcie.0
   -netdev hubport,hubid=0,id=hp0 -device e1000e,netdev=hp0,bus=pcie.0,mac=52:54:00:12:34:01

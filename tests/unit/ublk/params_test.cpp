@@ -46,8 +46,20 @@ TEST(UblkParams, WriteZeroesIsOfferedWithoutDiscard) {
   EXPECT_EQ(p.types, abi::kParamBasic | abi::kParamDiscard);
   EXPECT_EQ(p.basic.logical_bs_shift, 9);
   EXPECT_EQ(p.discard.max_write_zeroes_sectors, 512U);
-  EXPECT_EQ(p.discard.max_discard_sectors, 0U) << "the driver has no Dataset Management yet";
+  EXPECT_EQ(p.discard.max_discard_sectors, 0U) << "no discard asked for: the kernel sends none";
   EXPECT_EQ(p.discard.discard_granularity, 512U);
+}
+
+TEST(UblkParams, DiscardIsOneRangeOfWholeBlocks) {
+  BlockGeometry g = nvme_like();
+  g.discard = true;
+  VFE_ASSERT_OK_AND_ASSIGN(const abi::Params p, params_for(g, g.max_io_bytes));
+  EXPECT_EQ(p.types, abi::kParamBasic | abi::kParamDiscard);
+  EXPECT_EQ(p.discard.max_discard_segments, 1U) << "ublk refuses other counts";
+  EXPECT_EQ(p.discard.discard_granularity, 4096U);
+  EXPECT_GT(p.discard.max_discard_sectors, 0U);
+  EXPECT_EQ(p.discard.max_discard_sectors % (4096 / 512), 0U) << "whole blocks";
+  EXPECT_EQ(p.discard.max_write_zeroes_sectors, 0U) << "no write zeroes asked for";
 }
 
 TEST(UblkParams, TheKernelsBufferSizeBoundsTheRequestSize) {
