@@ -73,6 +73,7 @@ TEST(IdentifyController, ParsesAQemuController) {
   EXPECT_EQ(c->oncs, 0x015d);
   EXPECT_EQ(c->vwc, 0x07);
   EXPECT_TRUE(c->supports_write_zeroes());
+  EXPECT_TRUE(c->supports_dataset_management()) << "ONCS bit 2";
   EXPECT_EQ(c->max_transfer_bytes(12), 512U * 1024);
 }
 
@@ -239,6 +240,7 @@ TEST(IdentifyNamespace, ParsesSizesAndTheFormatInUse) {
   EXPECT_EQ(ns->block_size, 512U);
   EXPECT_EQ(ns->metadata_bytes, 0);
   EXPECT_FALSE(ns->extended_lba);
+  EXPECT_FALSE(ns->deallocated_reads_zero()) << "DLFEAT 0: not said";
   EXPECT_EQ(ns->size_bytes(), 1ULL << 30);
   ASSERT_EQ(ns->formats.size(), 2U);
   EXPECT_EQ(ns->formats[0].metadata_bytes, 0);
@@ -247,6 +249,19 @@ TEST(IdentifyNamespace, ParsesSizesAndTheFormatInUse) {
   EXPECT_EQ(ns->formats[1].metadata_bytes, 8);
   EXPECT_EQ(ns->formats[1].data_shift, 12);
   EXPECT_EQ(ns->formats[1].relative_performance, 0);
+}
+
+TEST(IdentifyNamespace, DeallocatedBlocksReadAsDlfeatSays) {
+  Page p = namespace_page();
+  p[33] = 0x09;  // bits 2:0 = 001b (zeroes), bit 3 (Write Zeroes may deallocate)
+  auto ns = parse_identify_namespace(1, p);
+  ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_EQ(ns->dlfeat, 0x09);
+  EXPECT_TRUE(ns->deallocated_reads_zero());
+  p[33] = 0x02;  // 010b: all bytes FFh
+  ns = parse_identify_namespace(1, p);
+  ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_FALSE(ns->deallocated_reads_zero());
 }
 
 TEST(IdentifyNamespace, SecondFormatWithInlineMetadata) {
