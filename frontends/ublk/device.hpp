@@ -44,17 +44,23 @@ class Device {
   [[nodiscard]] static Result<std::unique_ptr<Device>> create(const DeviceOptions& options,
                                                               const BlockGeometry& geometry,
                                                               const std::vector<QueueSpec>& queues);
-  /// Takes over device `id`, made with `recovery`, whose server died: waits up to 10 s for the
-  /// kernel to let go of the old server, then maps the queues. `start` then hands the held
-  /// requests to them. `queues` must match the device's queue count and depth (`find` tells),
-  /// and `geometry` the one it was made with. Until `start`, failing or destroying the Device
-  /// leaves the device held for another attempt.
-  [[nodiscard]] static Result<std::unique_ptr<Device>> recover(std::uint32_t id, const BlockGeometry& geometry,
+  /// Takes over device `id`, made with `recovery`, whose server died: checks that `depth`,
+  /// `queues` and `geometry` are what the device was made with (`find` tells the first two),
+  /// waits up to 10 s for the kernel to let go of the old server (START_USER_RECOVERY), then
+  /// maps the queues; `start` hands the held requests to them. A takeover refused by the checks
+  /// changes nothing. One that fails after START_USER_RECOVERY, before every queue fetched its
+  /// tags, leaves the device unrecoverable on Linux 6.12 (the kernel starts a recovery only once
+  /// every queue was ready): only `remove_abandoned` frees it then, failing its held I/O.
+  [[nodiscard]] static Result<std::unique_ptr<Device>> recover(std::uint32_t id, std::uint16_t depth,
+                                                               const BlockGeometry& geometry,
                                                                const std::vector<QueueSpec>& queues);
+  /// Whether a new server may take device `info` over: made with `recovery`, and not stopped.
+  [[nodiscard]] static Result<void> check_takeover(const abi::DevInfo& info);
   /// Device `id` (live, or left by a server that died); nullopt when there is none.
   [[nodiscard]] static Result<std::optional<abi::DevInfo>> find(std::uint32_t id);
   /// Removes device `id` whose server is gone: the requests it holds fail, the block device and
-  /// /dev/ublkcN go, and the id is free again. EBUSY while a live process serves it.
+  /// /dev/ublkcN go, and the id is free again. EBUSY while it is live and its server's process
+  /// exists.
   [[nodiscard]] static Result<void> remove_abandoned(std::uint32_t id);
   ~Device();
   Device(const Device&) = delete;
@@ -65,8 +71,14 @@ class Device {
   [[nodiscard]] Result<void> start();
   /// Idempotent. Waits up to 30 s for the tags to come back (ETIMEDOUT; calling it again waits
   /// again). The destructor stops too, and aborts the process when that fails: the kernel would
-  /// complete the commands it still holds into freed memory.
+  /// complete the commands it still holds into freed memory. A takeover whose `start` failed
+  /// after its queues fetched is not stopped (EBUSY): STOP_DEV would fail the I/O the device
+  /// holds for a server. End the process instead (`_exit`): the kernel takes the commands back
+  /// and the device waits for the next server.
   [[nodiscard]] Result<void> stop();
+  /// False while a takeover (`recover`) has not finished `start`: the device is not this
+  /// Device's to stop or delete.
+  [[nodiscard]] bool owned() const noexcept { return owned_; }
 
   [[nodiscard]] std::uint32_t id() const noexcept { return info_.dev_id; }
   [[nodiscard]] std::string block_path() const { return "/dev/ublkb" + std::to_string(info_.dev_id); }
@@ -78,7 +90,8 @@ class Device {
   Device(std::unique_ptr<Control> control, const abi::DevInfo& info) noexcept
       : control_(std::move(control)), info_(info) {}
   [[nodiscard]] Result<void> open_queues(const std::vector<QueueSpec>& queues);
-  [[nodiscard]] Result<void> start_recovery(const BlockGeometry& geometry, std::size_t queues);
+  [[nodiscard]] Result<void> check_match(std::uint16_t depth, const BlockGeometry& geometry, std::size_t queues);
+  [[nodiscard]] Result<void> start_recovery();
 
   // Teardown order (reverse of declaration): queues (unmapped, off their workers), then the
   // char device, then the control device that deletes the device.

@@ -124,6 +124,7 @@ Result<std::optional<ublk::abi::DevInfo>> held_device(Options& o) {
   if (!held) {
     return held;
   }
+  VFE_TRY(ublk::Device::check_takeover(*held));  // refused before the controller is taken
   if ((o.queues_given && o.queues != held->nr_hw_queues) || (o.depth_given && o.depth != held->queue_depth)) {
     return Error::invalid("vfe-ublk", fmt::format("ublk device {} has {} queue(s) of depth {}: to take it over, give "
                                                   "those or leave --queues and --depth out",
@@ -137,7 +138,7 @@ Result<std::optional<ublk::abi::DevInfo>> held_device(Options& o) {
 Result<std::unique_ptr<ublk::Device>> make_device(const Options& o, bool held, const ublk::BlockGeometry& g,
                                                   const std::vector<ublk::QueueSpec>& specs) {
   if (held) {
-    return ublk::Device::recover(static_cast<std::uint32_t>(o.id), g, specs);
+    return ublk::Device::recover(static_cast<std::uint32_t>(o.id), static_cast<std::uint16_t>(o.depth), g, specs);
   }
   auto dev = ublk::Device::create({.id = o.id, .depth = static_cast<std::uint16_t>(o.depth), .recovery = o.recovery},
                                   g, specs);
@@ -181,15 +182,8 @@ Result<void> serve(Server& s, Options o) {
   return ok();
 }
 
-}  // namespace
-}  // namespace vfe
-
-int main(int argc, char** argv) {
-  using namespace vfe;
-  Options o;
-  int remove = -1;
-  CLI::App app{"Serves an NVMe namespace (the controller bound to vfio-pci) as the Linux block device\n"
-               "/dev/ublkbN until SIGINT or SIGTERM, then removes it. Needs root and a kernel with ublk."};
+// The serving options (all but --remove); returns BDF's option, for the checks after parsing.
+CLI::Option* add_options(CLI::App& app, Options& o) {
   auto* bdf = app.add_option("BDF", o.bdf, "PCI address of the NVMe controller");
   app.add_option("--nsid", o.nsid, "namespace to serve")->capture_default_str()->check(CLI::Range(1U, 0xfffffffeU));
   auto* queues = app.add_option("--queues", o.queues, "ublk queues, each on a worker with an NVMe queue of its own")
@@ -205,36 +199,38 @@ int main(int argc, char** argv) {
   app.add_flag("--recovery", o.recovery,
                "if this process dies, the device waits (I/O held) for a new vfe-ublk --recovery --id N,\n"
                "which takes it over; with --id N of such a device, take it over");
-  app.add_option("--remove", remove, "remove ublk device N whose server is gone (its held I/O fails), then exit")
-      ->check(CLI::Range(0, (1 << 20) - 1))->excludes(bdf);
-  CLI11_PARSE(app, argc, argv);
-  o.queues_given = queues->count() != 0;
-  o.depth_given = depth->count() != 0;
-  if (remove < 0 && bdf->count() == 0) {
-    fmt::print(stderr, "vfe-ublk: BDF is required (or --remove N); see --help\n");
+  app.callback([&o, queues, depth] {
+    o.queues_given = queues->count() != 0;
+    o.depth_given = depth->count() != 0;
+  });
+  return bdf;
+}
+
+// --remove N. SIGINT is not blocked here: DEL_DEV waits while something holds the device.
+int remove_device(std::uint32_t id) {
+  if (auto r = ublk::Device::remove_abandoned(id); !r) {
+    fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
     return 1;
   }
-  if (::geteuid() != 0) {
-    fmt::print(stderr, "vfe-ublk: needs root (ublk control commands need CAP_SYS_ADMIN)\n");
-    return 1;
-  }
+  fmt::print(stderr, "vfe-ublk: removed ublk device {}\n", id);
+  return 0;
+}
+
+int serve_until_signal(const Options& o) {
   // Blocked before any thread starts, so every thread inherits the mask and sigwait gets them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  if (remove >= 0) {
-    if (auto r = ublk::Device::remove_abandoned(static_cast<std::uint32_t>(remove)); !r) {
-      fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
-      return 1;
-    }
-    fmt::print(stderr, "vfe-ublk: removed ublk device {}\n", remove);
-    return 0;
-  }
   Server s;
   if (auto r = serve(s, o); !r) {
     fmt::print(stderr, "vfe-ublk: {}\n", r.error().message());
+    if (s.device && !s.device->owned()) {
+      // A takeover that failed with its commands fetched: exiting hands them back to the
+      // kernel, and the device waits for the next server with its I/O held.
+      std::_Exit(1);
+    }
     return 1;
   }
   int sig = 0;
@@ -248,4 +244,28 @@ int main(int argc, char** argv) {
     std::_Exit(1);
   }
   return 0;
+}
+
+}  // namespace
+}  // namespace vfe
+
+int main(int argc, char** argv) {
+  using namespace vfe;
+  Options o;
+  int remove = -1;
+  CLI::App app{"Serves an NVMe namespace (the controller bound to vfio-pci) as the Linux block device\n"
+               "/dev/ublkbN until SIGINT or SIGTERM, then removes it. Needs root and a kernel with ublk."};
+  auto* bdf = add_options(app, o);
+  app.add_option("--remove", remove, "remove ublk device N whose server is gone (its held I/O fails), then exit")
+      ->check(CLI::Range(0, (1 << 20) - 1))->excludes(bdf);
+  CLI11_PARSE(app, argc, argv);
+  if (remove < 0 && bdf->count() == 0) {
+    fmt::print(stderr, "vfe-ublk: BDF is required (or --remove N); see --help\n");
+    return 1;
+  }
+  if (::geteuid() != 0) {
+    fmt::print(stderr, "vfe-ublk: needs root (ublk control commands need CAP_SYS_ADMIN)\n");
+    return 1;
+  }
+  return remove >= 0 ? remove_device(static_cast<std::uint32_t>(remove)) : serve_until_signal(o);
 }
