@@ -35,15 +35,7 @@ Result<Worker*> Engine::worker_for_node(int node) {
   w.name = fmt::format("vfe-node{}", node);
   w.cpus = options_.cpus;
   if (w.cpus.empty()) {
-    w.cpus = topology_.cpus_of_node(node);
-    if (w.cpus.empty()) {  // a memory-only node: run from the nearest node with CPUs
-      for (const int near : topology_.nearest_nodes_with_cpus(node)) {
-        w.cpus = topology_.cpus_of_node(near);
-        if (!w.cpus.empty()) {
-          break;
-        }
-      }
-    }
+    w.cpus = topology_.cpus_near_node(node);  // a memory-only node: the nearest node with CPUs
     if (w.cpus.empty()) {
       return Error::invalid("start worker", fmt::format("NUMA node {} has no CPUs and no node "
                                                         "with CPUs is known near it",

@@ -292,6 +292,20 @@ std::uint64_t Topology::latency(int from, int to) const {
   return node_latency_[index(from) * nodes_.size() + index(to)];
 }
 
+std::vector<int> Topology::cpus_near_node(int node) const {
+  if (node < 0 && !numa_nodes().empty()) {
+    node = numa_nodes().front();
+  }
+  std::vector<int> cpus = cpus_of_node(node);
+  for (const int near : nearest_nodes_with_cpus(node)) {
+    if (!cpus.empty()) {
+      break;
+    }
+    cpus = cpus_of_node(near);
+  }
+  return cpus;
+}
+
 std::vector<int> Topology::nearest_nodes_with_cpus(int node) const {
   if (!has_node(node)) {
     return {};

@@ -102,6 +102,11 @@ class Topology {
   /// does not exist.
   [[nodiscard]] std::vector<int> nearest_nodes_with_cpus(int node) const;
 
+  /// The CPUs to run the work of NUMA node `node` on (a device's queues): the node's own, else
+  /// those of the nearest node that has CPUs (for a memory-only node). `node` -1 (a device whose
+  /// node is not known) means the first node. Empty when neither exists.
+  [[nodiscard]] std::vector<int> cpus_near_node(int node) const;
+
   /// Pins the calling thread to the CPUs of `node`. EINVAL for a node that does not exist or has
   /// no CPUs (the error names nearest_nodes_with_cpus for it); ENOTSUP on a synthetic or XML
   /// topology, which is not this machine.

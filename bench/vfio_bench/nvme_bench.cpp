@@ -159,10 +159,9 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   VFE_TRY_ASSIGN(auto dev_bdf, vfio::Bdf::parse(bdf));
   t.node = topo.device_node(dev_bdf);
   const int cpu_node = t.node >= 0 ? t.node : topo.numa_nodes().front();
-  t.cpus = topo.cpus_of_node(cpu_node);
+  t.cpus = topo.cpus_near_node(cpu_node);
   if (t.cpus.empty()) {
-    const auto near = topo.nearest_nodes_with_cpus(cpu_node);
-    t.cpus = near.empty() ? std::vector<int>{0} : topo.cpus_of_node(near.front());
+    t.cpus = {0};
   }
   const bool random = o.rw.rfind("rand", 0) == 0;
   const std::uint64_t blocks = size / bsz;

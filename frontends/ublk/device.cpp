@@ -187,8 +187,9 @@ Result<void> Device::start_recovery() {
   }
   if (r.error().is(EINVAL)) {
     return Error::invalid("recover ublk device",
-                          fmt::format("the kernel refuses to start another takeover of device {}: an earlier one "
-                                      "stopped before every queue was ready, which Linux cannot recover from; "
+                          fmt::format("the kernel refuses to start another takeover of device {}: an earlier server "
+                                      "or takeover stopped before every queue was ready, which Linux cannot "
+                                      "recover from; "
                                       "`vfe-ublk --remove {}` fails the I/O it holds and removes it", id, id));
   }
   if (!r.error().is(EBUSY)) {

@@ -144,7 +144,7 @@ void Queue::begin(Tag& t) noexcept {
     return;
   }
   // Reads and writes report the bytes done (a write short of them would be sent again); the rest 0.
-  t.result = io.op == BlockOp::read || io.op == BlockOp::write ? static_cast<std::int32_t>(io.bytes) : 0;
+  t.success = io.op == BlockOp::read || io.op == BlockOp::write ? static_cast<std::int32_t>(io.bytes) : 0;
   const int rc = target_->submit(io);
   if (rc == -EAGAIN) {
     deferred_.push_back(t.tag);
@@ -156,7 +156,7 @@ void Queue::begin(Tag& t) noexcept {
 void Queue::on_target_done(void* self, std::uint16_t tag, int result) noexcept {
   auto& q = *static_cast<Queue*>(self);
   Tag& t = q.tags_[tag];
-  q.commit(t, result < 0 ? result : t.result);
+  q.commit(t, result < 0 ? result : t.success);
 }
 
 void Queue::commit(Tag& t, int result) noexcept {

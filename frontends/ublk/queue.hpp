@@ -48,6 +48,7 @@ class Queue final : public engine::Pollable {
   struct Tag : engine::RingOp {
     Queue* queue = nullptr;
     std::uint16_t tag = 0;
+    std::int32_t success = 0;                  // what the request under way reports if it succeeds
     std::int32_t result = 0;                   // what the next COMMIT reports
     abi::IoOp pending = abi::kFetchReq;        // the command last sent (or to send again)
     bool dead = false;

@@ -59,12 +59,8 @@ Result<std::vector<int>> cpus_near(const std::string& bdf, int& node) {
   VFE_TRY_ASSIGN(const auto topo, engine::Topology::create());
   VFE_TRY_ASSIGN(const auto addr, vfio::Bdf::parse(bdf));
   node = topo.device_node(addr);
-  std::vector<int> cpus = topo.cpus_of_node(node >= 0 ? node : topo.numa_nodes().front());
-  if (cpus.empty()) {
-    const auto near = topo.nearest_nodes_with_cpus(node);
-    cpus = near.empty() ? std::vector<int>{0} : topo.cpus_of_node(near.front());
-  }
-  return cpus;
+  std::vector<int> cpus = topo.cpus_near_node(node);
+  return cpus.empty() ? std::vector<int>{0} : cpus;
 }
 
 Result<ublk::BlockGeometry> geometry_of(const nvme::Controller& c, const Options& o) {

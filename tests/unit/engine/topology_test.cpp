@@ -126,6 +126,11 @@ TEST(TopologySynthetic, MemoryOnlyNodeBesideTheCpusNode) {
   EXPECT_TRUE(topology.cpus_of_node(3).empty());
   EXPECT_EQ(topology.nearest_nodes_with_cpus(1), (Nodes{0, 2}));
   EXPECT_EQ(topology.nearest_nodes_with_cpus(3), (Nodes{2, 0}));
+  // Work for a memory-only node runs on its nearest CPUs; for an unknown node (-1), on the first.
+  EXPECT_EQ(topology.cpus_near_node(3), Nodes{1});
+  EXPECT_EQ(topology.cpus_near_node(2), Nodes{1});
+  EXPECT_EQ(topology.cpus_near_node(-1), Nodes{0});
+  EXPECT_TRUE(topology.cpus_near_node(7).empty());
 }
 
 TEST(TopologySynthetic, UnknownNodesAndCpusGiveNothing) {
