@@ -21,7 +21,6 @@ using std::chrono::milliseconds;
 constexpr std::uint16_t kAdminEntries = 32;
 constexpr std::uint32_t kPageShift = 12;         // the driver's memory page: 4 KiB
 constexpr std::uint32_t kNvmeClassCode = 0x010802;  // mass storage / NVM / NVM Express (PCI code)
-constexpr std::uint64_t kAdminSqOffset = 0, kAdminCqOffset = 4096, kIdentifyOffset = 8192;
 
 // Options that would divide by zero or never stop retrying are refused before anything opens.
 Result<void> check_options(const ControllerOptions& o) {
@@ -80,7 +79,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   VFE_TRY_ASSIGN(space_, dma::DmaSpace::create(device_->shared_backend()));
   VFE_TRY(enable_vectors(options.io_queues));
   watch_device_requests();
-  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, 3 * 4096));
+  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, kAdminMemBytes));
   admin_mem_.emplace(std::move(mem));
   admin_.emplace(*bar_, cap_.doorbell_stride(), admin_mem_->as<Sqe>(),
                  reinterpret_cast<Cqe*>(admin_mem_->as<std::uint8_t>() + kAdminCqOffset), kAdminEntries);
@@ -164,42 +163,21 @@ Result<Cqe> Controller::admin(const Sqe& cmd, const char* what) {
   return admin_->execute(cmd, milliseconds(std::max(5000U, cap_.timeout_ms())), what);
 }
 
-// The admin commands that bring back one page of data (identify, log pages) share the page after
-// the admin queues. Only bring-up and the watchdog thread (resets, events) use it: one at a time.
-Result<std::span<const std::uint8_t>> Controller::data_page_command(Sqe cmd, const char* what) {
-  cmd.prp1 = dma::to_u64(admin_mem_->iova_at(kIdentifyOffset));
-  std::uint8_t* page = admin_mem_->as<std::uint8_t>() + kIdentifyOffset;
-  std::memset(page, 0, kIdentifySize);
-  VFE_TRY(admin(cmd, what));
-  return std::span<const std::uint8_t>(page, kIdentifySize);
-}
-
-Result<std::span<const std::uint8_t>> Controller::identify_page(std::uint32_t cns_value, std::uint32_t nsid,
-                                                                const char* what) {
-  Sqe cmd{};
-  cmd.opcode = admin::kIdentify;
-  cmd.nsid = nsid;
-  cmd.cdw10 = cns_value;
-  return data_page_command(cmd, what);
-}
-
-// §5.14 Get Log Page: the first `bytes` (a multiple of 4, at most a page) of log `lid`, with
-// Retain Asynchronous Event clear, so reading the page lets the controller report the next event.
-Result<std::vector<std::uint8_t>> Controller::read_log(std::uint8_t lid, std::uint32_t bytes) {
-  Sqe cmd{};
-  cmd.opcode = admin::kGetLogPage;
-  cmd.nsid = ~0U;  // the controller as a whole
-  cmd.cdw10 = lid | ((bytes / 4 - 1) << 16);  // LID, NUMDL (0's based dwords)
-  VFE_TRY_ASSIGN(const auto page, data_page_command(cmd, "get log page"));
-  return std::vector<std::uint8_t>(page.begin(), page.begin() + bytes);
-}
-
 // §5.15: the controller, its active namespaces, and each of them.
 Result<void> Controller::identify() {
   VFE_TRY_ASSIGN(const auto page, identify_page(cns::kController, 0, "identify controller"));
   VFE_TRY_ASSIGN(identity_, parse_identify_controller(page));
   write_zeroes_ = identity_.supports_write_zeroes();
   dataset_management_ = identity_.supports_dataset_management();
+  compare_ = identity_.supports_compare();
+  // NVMe 2.0's CNS 06h; a controller that refuses it states no limits beyond MDTS.
+  auto limits = identify_page(cns::kIoCommandSetController, 0, "identify controller (NVM command set)");
+  nvm_limits_.reset();
+  if (limits) {
+    VFE_TRY_ASSIGN(nvm_limits_, parse_identify_nvm_controller(*limits));
+  } else if (!limits.error().is(EINVAL)) {
+    return std::move(limits).error();  // not a refusal (Invalid Field): the controller did not answer
+  }
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
   const std::uint64_t one_list = (page_size() / sizeof(std::uint64_t)) * page_size();  // unchained PRP list
   max_transfer_ = max_transfer_ == 0 ? one_list : std::min(max_transfer_, one_list);

@@ -19,10 +19,12 @@
 #include "base/result.hpp"
 #include "dma/dma_buffer.hpp"
 #include "dma/dma_space.hpp"
+#include "drivers/nvme/admin_commands.hpp"
 #include "drivers/nvme/admin_queue.hpp"
 #include "drivers/nvme/events.hpp"
 #include "drivers/nvme/identify.hpp"
 #include "drivers/nvme/io_queue.hpp"
+#include "drivers/nvme/log_pages.hpp"
 #include "drivers/nvme/queue_host.hpp"
 #include "drivers/nvme/queue_table.hpp"
 #include "drivers/nvme/reset_budget.hpp"
@@ -171,8 +173,36 @@ class Controller final : private QueueHost {
   [[nodiscard]] irq::IrqSet& irqs() noexcept { return *irqs_; }
   /// BAR0: the controller's registers and doorbells.
   [[nodiscard]] mmio::Bar& bar() noexcept { return *bar_; }
-  /// Runs an admin command (setup paths, tests).
+  /// Runs an admin command without data (setup paths, tests).
   [[nodiscard]] Result<Cqe> admin(const Sqe& cmd, const char* what) override;
+
+  // Typed admin calls (controller_admin.cpp). Thread-safe, setup paths only (they wait for the
+  // controller, up to CAP.TO); each fails with the controller's status decoded (status_error).
+  // Feature values the controller does not save may return to their saved values when the
+  // controller is reset (recovery): set them again then.
+
+  /// Identify (§5.15): the 4096-byte data structure `q` names, as the controller wrote it.
+  [[nodiscard]] Result<std::vector<std::uint8_t>> identify(const IdentifyQuery& q);
+  /// The NVM command set's limits (Identify CNS 06h, CSI 0; NVMe 2.0), read at bring-up; none
+  /// when the controller refused the CNS (before NVMe 2.0 it may): then nothing is said beyond
+  /// MDTS.
+  [[nodiscard]] const std::optional<NvmControllerLimits>& nvm_limits() const noexcept { return nvm_limits_; }
+  /// Get Log Page (§5.14): `q.bytes` of the log, at most `max_transfer_bytes()` (read larger
+  /// logs in pieces with `q.offset`).
+  [[nodiscard]] Result<std::vector<std::uint8_t>> get_log_page(const LogPageQuery& q);
+  /// The Error Information log (§5.14.1.1): the ELPE + 1 entries the controller keeps, those in
+  /// use, newest first.
+  [[nodiscard]] Result<std::vector<ErrorLogEntry>> error_log();
+  /// The SMART / Health Information log (§5.14.1.2), of the controller (nsid FFFFFFFFh) or of a
+  /// namespace (where LPA bit 0 says the controller keeps one per namespace).
+  [[nodiscard]] Result<HealthLog> health_log(std::uint32_t nsid = ~0U);
+  /// The Firmware Slot Information log (§5.14.1.3).
+  [[nodiscard]] Result<FirmwareSlotLog> firmware_slot_log();
+  /// Get Features (§5.21): the value in completion dword 0 and, with `q.data_bytes`, its data.
+  [[nodiscard]] Result<FeatureValue> get_features(const FeatureQuery& q);
+  /// Set Features (§5.22); returns completion dword 0. Number of Queues (07h) and Host Memory
+  /// Buffer (0Dh) belong to the driver and are refused (EPERM).
+  [[nodiscard]] Result<FeatureValue> set_features(const FeatureChange& c);
   /// True when the device offers the request interrupt and the watchdog watches it.
   [[nodiscard]] bool watches_device_requests() const noexcept { return req_irq_.has_value(); }
   /// True once the device was given back to the kernel after it asked for it (see above).
@@ -189,9 +219,14 @@ class Controller final : private QueueHost {
   [[nodiscard]] Result<std::vector<NamespaceInfo>> identify_namespaces();
   [[nodiscard]] Result<void> set_queue_count(std::uint32_t wanted);
   [[nodiscard]] Result<std::uint32_t> request_queues(std::uint32_t wanted);
-  [[nodiscard]] Result<std::span<const std::uint8_t>> data_page_command(Sqe cmd, const char* what);
-  [[nodiscard]] Result<std::span<const std::uint8_t>> identify_page(std::uint32_t cns, std::uint32_t nsid,
-                                                                    const char* what);
+  // Admin commands with data (controller_admin.cpp). `data` is read from the controller into it
+  // (from_device) or written to it from there.
+  [[nodiscard]] Result<Cqe> admin_transfer(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
+                                           const char* what);
+  [[nodiscard]] Result<Cqe> admin_transfer_large(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
+                                                 const char* what);
+  [[nodiscard]] Result<std::vector<std::uint8_t>> identify_page(std::uint32_t cns, std::uint32_t nsid,
+                                                                const char* what);
   void watchdog() noexcept;
   void check_health() noexcept;
   void on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept;
@@ -244,7 +279,12 @@ class Controller final : private QueueHost {
   std::unique_ptr<dma::DmaSpace> space_;
   std::optional<irq::IrqSet> irqs_;
   std::optional<irq::IrqSet> req_irq_;  // the device request interrupt, when offered
-  std::optional<dma::DmaBuffer> admin_mem_;  // ASQ page, ACQ page, identify data page
+  // admin_mem_: the ASQ page, the ACQ page, and the page admin commands with up to 4 KiB of
+  // data use (guarded by page_mu_).
+  static constexpr std::uint64_t kAdminSqOffset = 0, kAdminCqOffset = 4096, kDataPageOffset = 8192;
+  static constexpr std::uint64_t kAdminMemBytes = 3 * 4096;
+  std::optional<dma::DmaBuffer> admin_mem_;
+  std::mutex page_mu_;
   std::optional<AdminQueue> admin_;
 
   Cap cap_{};
@@ -253,6 +293,7 @@ class Controller final : private QueueHost {
   std::uint64_t max_transfer_ = 0;
   std::uint32_t io_queue_limit_ = 0;
   ControllerIdentity identity_;
+  std::optional<NvmControllerLimits> nvm_limits_;
   bool up_ = false;  // bring-up finished: the destructor shuts the controller down
 
   // state_, fail_errno_, epoch_ and namespaces_ live in QueueHost, where the queues read them.

@@ -6,37 +6,13 @@
 #include <string_view>
 
 #include "drivers/nvme/spec.hpp"
+#include "drivers/nvme/wire.hpp"
 
 namespace vfe::nvme {
 namespace {
 
-// Identify data is little endian. Assembled byte by byte: no unaligned or aliasing access, and
-// the host's byte order doesn't matter.
-template <class T>
-T read_le(std::span<const std::uint8_t> data, std::size_t offset) noexcept {
-  T value = 0;
-  for (std::size_t i = sizeof(T); i-- > 0;) {
-    value = static_cast<T>((value << 8) | data[offset + i]);
-  }
-  return value;
-}
-
-// An ASCII field, padded with spaces on the right. Trailing spaces and NULs go; any other byte
-// that is not printable ASCII becomes '?' so that a log line stays one readable line.
-std::string read_ascii(std::span<const std::uint8_t> data, std::size_t offset, std::size_t len) {
-  std::size_t end = len;
-  while (end > 0 && (data[offset + end - 1] == ' ' || data[offset + end - 1] == 0)) {
-    --end;
-  }
-  std::string out(end, '?');
-  for (std::size_t i = 0; i < end; ++i) {
-    const std::uint8_t c = data[offset + i];
-    if (c >= 0x20 && c < 0x7f) {
-      out[i] = static_cast<char>(c);
-    }
-  }
-  return out;
-}
+using wire::read_ascii;
+using wire::read_le;
 
 Result<void> check_size(const char* op, std::string_view what, std::size_t size) {
   if (size < kIdentifySize) {
@@ -133,16 +109,33 @@ Result<ControllerIdentity> parse_identify_controller(std::span<const std::uint8_
   c.controller_id = read_le<std::uint16_t>(data, 78);
   c.version = read_le<std::uint32_t>(data, 80);
   c.oaes = read_le<std::uint32_t>(data, 92);
+  c.oacs = read_le<std::uint16_t>(data, 256);
   c.aerl = data[259];
+  c.frmw = data[260];
+  c.lpa = data[261];
+  c.elpe = data[262];
   c.sqes = data[512];
   c.cqes = data[513];
   c.max_cmd = read_le<std::uint16_t>(data, 514);
   c.namespace_count = read_le<std::uint32_t>(data, 516);
   c.oncs = read_le<std::uint16_t>(data, 520);
   c.vwc = data[525];
+  c.sgls = read_le<std::uint32_t>(data, 536);
   VFE_TRY(check_entry_size("SQES", "submission queue entries", c.sqes, kSqeShift));
   VFE_TRY(check_entry_size("CQES", "completion queue entries", c.cqes, kCqeShift));
   return c;
+}
+
+Result<NvmControllerLimits> parse_identify_nvm_controller(std::span<const std::uint8_t> data) {
+  VFE_TRY(check_size("identify controller (NVM command set)", "controller", data.size()));
+  NvmControllerLimits l;
+  l.vsl = data[0];
+  l.wzsl = data[1];
+  l.wusl = data[2];
+  l.dmrl = data[3];
+  l.dmrsl = read_le<std::uint32_t>(data, 4);
+  l.dmsl = read_le<std::uint64_t>(data, 8);
+  return l;
 }
 
 Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid,

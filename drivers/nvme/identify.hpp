@@ -24,21 +24,34 @@ struct ControllerIdentity {
   std::uint16_t controller_id = 0;        ///< CNTLID, bytes 79:78
   std::uint32_t version = 0;              ///< VER, bytes 83:80 (0 before NVMe 1.2)
   std::uint32_t oaes = 0;                 ///< OAES, bytes 95:92: optional asynchronous events
+  std::uint16_t oacs = 0;                 ///< OACS, bytes 257:256: optional admin commands
   std::uint8_t aerl = 0;                  ///< AERL, byte 259: event requests at once, 0's based
+  std::uint8_t frmw = 0;                  ///< FRMW, byte 260: firmware slots (3:1), slot 1 read-only (0)
+  std::uint8_t lpa = 0;                   ///< LPA, byte 261: log page attributes
+  std::uint8_t elpe = 0;                  ///< ELPE, byte 262: error log entries kept, 0's based
   std::uint8_t sqes = 0;                  ///< byte 512: required (3:0) / max (7:4) log2 SQE size
   std::uint8_t cqes = 0;                  ///< byte 513: same for CQEs
   std::uint16_t max_cmd = 0;              ///< MAXCMD, bytes 515:514 (0: not reported)
   std::uint32_t namespace_count = 0;      ///< NN, bytes 519:516
   std::uint16_t oncs = 0;                 ///< ONCS, bytes 521:520: optional NVM commands
   std::uint8_t vwc = 0;                   ///< VWC, byte 525: volatile write cache present (bit 0)
+  std::uint32_t sgls = 0;                 ///< SGLS, bytes 539:536: SGL support
 
   /// VWC bit 0: the controller has a volatile write cache, so an acknowledged write is on the
   /// medium only after a Flush, a write with FUA, or a normal shutdown.
   [[nodiscard]] bool has_volatile_write_cache() const noexcept { return (vwc & 1U) != 0; }
+  /// ONCS bit 0: the Compare command is supported.
+  [[nodiscard]] bool supports_compare() const noexcept { return (oncs & 1U) != 0; }
   /// ONCS bit 2: the Dataset Management command (deallocate) is supported.
   [[nodiscard]] bool supports_dataset_management() const noexcept { return (oncs & (1U << 2)) != 0; }
   /// ONCS bit 3: the Write Zeroes command is supported.
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return (oncs & (1U << 3)) != 0; }
+  /// ONCS bit 7: the Verify command is supported (NVMe 1.4).
+  [[nodiscard]] bool supports_verify() const noexcept { return (oncs & (1U << 7)) != 0; }
+  /// OACS bit 8: the Doorbell Buffer Config command (shadow doorbells) is supported.
+  [[nodiscard]] bool supports_doorbell_buffer_config() const noexcept { return (oacs & (1U << 8)) != 0; }
+  /// SGLS bits 1:0 not 00b: the NVM command set takes SGLs (01b: any alignment, 10b: dword).
+  [[nodiscard]] bool supports_sgls() const noexcept { return (sgls & 3U) != 0; }
   /// The largest transfer in bytes for a minimum page size of 2^`min_page_shift`; 0: no limit.
   [[nodiscard]] std::uint64_t max_transfer_bytes(std::uint32_t min_page_shift) const noexcept;
 };
@@ -46,6 +59,21 @@ struct ControllerIdentity {
 /// Decodes Identify Controller. Fails when `data` is shorter than 4096 bytes, or when the
 /// controller's required SQE/CQE sizes are not the 64/16 bytes this driver uses.
 [[nodiscard]] Result<ControllerIdentity> parse_identify_controller(std::span<const std::uint8_t> data);
+
+/// The NVM command set's limits from the I/O Command Set specific Identify Controller data
+/// structure (CNS 06h, CSI 00h; NVM Command Set Specification 1.0 figure 97). Each size is
+/// log2 in units of the minimum memory page size (CAP.MPSMIN), 0 = no limit, unless said.
+struct NvmControllerLimits {
+  std::uint8_t vsl = 0;     ///< byte 0: Verify Size Limit
+  std::uint8_t wzsl = 0;    ///< byte 1: Write Zeroes Size Limit
+  std::uint8_t wusl = 0;    ///< byte 2: Write Uncorrectable Size Limit
+  std::uint8_t dmrl = 0;    ///< byte 3: Dataset Management Ranges Limit (ranges; 0: no limit but 256)
+  std::uint32_t dmrsl = 0;  ///< bytes 7:4: DM Range Size Limit, in logical blocks (0: no limit)
+  std::uint64_t dmsl = 0;   ///< bytes 15:8: DM Size Limit, in logical blocks (0: no limit)
+};
+
+/// Decodes CNS 06h for the NVM command set. Fails when `data` is shorter than 4096 bytes.
+[[nodiscard]] Result<NvmControllerLimits> parse_identify_nvm_controller(std::span<const std::uint8_t> data);
 
 /// One LBA format (figure 251).
 struct LbaFormat {

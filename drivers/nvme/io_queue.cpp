@@ -43,6 +43,26 @@ void fill_deallocate(const IoRequest& req, std::uint32_t page_size, std::uint64_
   cmd.cdw11 = kDeallocate;
 }
 
+// A passthrough command as its caller composed it; the data (at most one command's worth) by PRPs.
+void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
+                      std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
+  const PassthroughCommand& pt = *req.passthrough;
+  cmd.opcode = pt.opcode;
+  cmd.cdw2 = pt.cdw2;
+  cmd.cdw3 = pt.cdw3;
+  cmd.cdw10 = pt.cdw10;
+  cmd.cdw11 = pt.cdw11;
+  cmd.cdw12 = pt.cdw12;
+  cmd.cdw13 = pt.cdw13;
+  cmd.cdw14 = pt.cdw14;
+  cmd.cdw15 = pt.cdw15;
+  if (const std::uint64_t bytes = data_bytes(req.data); bytes != 0) {
+    const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
+    cmd.prp1 = p.prp1;
+    cmd.prp2 = p.prp2;
+  }
+}
+
 }  // namespace
 
 IoQueue::Layout IoQueue::layout(std::uint32_t entries, std::uint32_t page_size) noexcept {
@@ -171,6 +191,9 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
   if (ns->metadata_bytes != 0) {
     return -EOPNOTSUPP;  // formats with metadata are not supported by this driver
   }
+  if (req.passthrough != nullptr) {
+    return validate_passthrough(req);
+  }
   switch (req.opcode) {
     case IoOpcode::flush:
       return req.blocks == 0 && req.data.empty() && !req.fua ? 0 : -EINVAL;
@@ -189,6 +212,11 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
                       check_prp_layout(req.data, page_size_) == PrpLayoutError::none;
       return ok ? 0 : -EINVAL;
     }
+    case IoOpcode::compare:
+      if (!host_->supports_compare()) {
+        return -EOPNOTSUPP;
+      }
+      [[fallthrough]];
     case IoOpcode::read:
     case IoOpcode::write: {
       const std::uint32_t shift = block_shift(*ns);
@@ -203,6 +231,23 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
     }
   }
   return -EINVAL;
+}
+
+// One command, as composed: data only where the opcode says it moves some, and no more than
+// one command carries (the driver cannot know how to split a command it does not know).
+int IoQueue::validate_passthrough(const IoRequest& req) const noexcept {
+  const std::uint64_t bytes = data_bytes(req.data);
+  if (req.blocks != 0) {
+    return -EINVAL;
+  }
+  if (bytes == 0) {
+    return req.data.empty() ? 0 : -EINVAL;
+  }
+  if ((req.passthrough->opcode & 3U) == 0 || check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+    return -EINVAL;
+  }
+  const std::uint64_t lead = data_address(req.data, 0) & (page_size_ - 1);
+  return lead + bytes <= max_transfer_ ? 0 : -EINVAL;
 }
 
 void IoQueue::close() noexcept {
@@ -241,7 +286,7 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
 }
 
 // Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
-// Write, Write Zeroes, Dataset Management). The doorbell is the caller's, once per batch.
+// Write, Compare, Write Zeroes, Dataset Management; or the caller's own). The doorbell is the caller's, once per batch.
 IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   if (free_.empty()) {
     return Issue::no_slot;
@@ -251,7 +296,10 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.opcode = static_cast<std::uint8_t>(req.opcode);
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
-  if (req.opcode == IoOpcode::dataset_management) {
+  if (req.passthrough != nullptr) {
+    fill_passthrough(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+                     cmd);
+  } else if (req.opcode == IoOpcode::dataset_management) {
     fill_deallocate(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
                     cmd);
   } else if (req.opcode != IoOpcode::flush) {
@@ -391,6 +439,9 @@ std::size_t IoQueue::reap() noexcept {
     const std::uint16_t cid = cq_[cq_head_].cid;
     const std::uint16_t slot = cid & kCidSlotMask;
     if (slot < slots_.size() && slots_[slot].req != nullptr && slots_[slot].generation == cid >> kCidSlotBits) {
+      if (PassthroughCommand* pt = slots_[slot].req->passthrough; pt != nullptr) {
+        pt->result = cq_[cq_head_].dw0;  // command specific: the caller's to read
+      }
       finish_command(slot, 0, Status::from_cqe(status));
     } else {
       log_error("nvme queue {}: completion for command id {:#x} that is not in flight; ignored", qid_, cid);
@@ -416,7 +467,7 @@ void IoQueue::finish_command(std::uint16_t slot, int err, Status st) noexcept {
   if (req.progress.error == 0) {
     // §4.6.1.2: without DNR the same command may succeed again; not on a queue being deleted
     // (its commands come back aborted by the deletion, and go nowhere).
-    if (!st.ok() && !st.dnr && req.progress.attempts < retries_ && !deleted_) {
+    if (worth_retry(st) && req.progress.attempts < retries_ && !deleted_) {
       req.progress.retry = true;
     } else if (!st.ok()) {
       req.status = st;

@@ -160,6 +160,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   void finish_command(std::uint16_t slot, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
   [[nodiscard]] int validate(const IoRequest& req) const noexcept;
+  [[nodiscard]] int validate_passthrough(const IoRequest& req) const noexcept;
   [[nodiscard]] int submit_counted(IoRequest& req) noexcept;
 
   QueueHost* host_;

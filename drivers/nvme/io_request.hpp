@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// `IoRequest`: one read, write, flush, write-zeroes or deallocate (Dataset Management) as an
-/// application hands it to an `IoQueue`.
+/// `IoRequest`: one read, write, compare, flush, write-zeroes or deallocate (Dataset Management),
+/// or one command the caller composed (`PassthroughCommand`), as an application hands it to an
+/// `IoQueue`.
 
 #include <cstdint>
 #include <span>
@@ -12,6 +13,25 @@
 #include "engine/queue_pair.hpp"
 
 namespace vfe::nvme {
+
+/// An NVM I/O command the driver has no opcode of its own for (Verify, vendor commands ...), as the
+/// caller composed it. The driver adds the command ID, the namespace (`IoRequest::nsid`) and the
+/// data pointers (PRPs for `IoRequest::data`), and sends it as one command: its data must fit in
+/// `Controller::max_transfer_bytes()`. Like any request it goes again after a failure without Do
+/// Not Retry or a controller reset (see `IoRequest`): send only commands that may run twice.
+struct PassthroughCommand {
+  std::uint8_t opcode = 0;  ///< bits 1:0 give the data direction: 00b none, 01b to the controller,
+                            ///< 10b from it, 11b both
+  std::uint32_t cdw2 = 0;
+  std::uint32_t cdw3 = 0;
+  std::uint32_t cdw10 = 0;
+  std::uint32_t cdw11 = 0;
+  std::uint32_t cdw12 = 0;
+  std::uint32_t cdw13 = 0;
+  std::uint32_t cdw14 = 0;
+  std::uint32_t cdw15 = 0;
+  std::uint32_t result = 0;  ///< output: completion dword 0 (command specific)
+};
 
 /// An I/O request. The submitter owns it (and the data it names) from `IoQueue::submit` until
 /// `on_complete` has run on the queue's worker; the driver neither allocates nor frees it.
@@ -33,10 +53,12 @@ struct IoRequest : engine::Request {
   IoOpcode opcode = IoOpcode::read;
   std::uint32_t nsid = 1;
   std::uint64_t lba = 0;
-  /// Logical blocks to transfer (read, write, write zeroes); 0 for flush and dataset management.
+  /// Logical blocks to transfer (read, write, compare, write zeroes); 0 for flush, dataset
+  /// management and passthrough.
   std::uint64_t blocks = 0;
-  /// Where the data lies (read, write): exactly blocks x block size bytes, laid out as PRPs
-  /// allow (see `check_prp_layout`). Dataset management: the ranges, 1 to kMaxDsmRanges
+  /// Where the data lies (read, write, compare: the data the blocks must equal): exactly blocks x
+  /// block size bytes, laid out as PRPs allow (see `check_prp_layout`). Passthrough: what the
+  /// command transfers, in one command, or nothing. Dataset management: the ranges, 1 to kMaxDsmRanges
   /// `DsmRange`s (16 bytes each) in DMA memory; every range is deallocated (Attribute
   /// Deallocate), and `lba` is unused. Empty for flush and write zeroes. Must stay valid until
   /// completion.
@@ -47,7 +69,12 @@ struct IoRequest : engine::Request {
   /// cache; a read comes from the medium. Not for flush.
   bool fua = false;
 
-  /// Output: the controller's status of the first command that failed (ok otherwise).
+  /// When set, the request is this command: `opcode`, `lba` and `fua` are unused (the command's
+  /// dwords say all), `blocks` must be 0. It must stay valid until completion.
+  PassthroughCommand* passthrough = nullptr;
+
+  /// Output: the controller's status of the first command that failed (ok otherwise). A compare
+  /// that found other data fails with Compare Failure (media status 0x85) and -EILSEQ.
   Status status{};
 
   /// The queue's bookkeeping while the request is in flight; not for the submitter.

@@ -61,6 +61,8 @@ class QueueHost {
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return write_zeroes_; }
   /// Identify Controller ONCS: Dataset Management.
   [[nodiscard]] bool supports_dataset_management() const noexcept { return dataset_management_; }
+  /// ONCS bit 0: Compare.
+  [[nodiscard]] bool supports_compare() const noexcept { return compare_; }
 
   /// The controller's bring-up facts a queue is laid out by.
   [[nodiscard]] virtual QueueParams queue_params() noexcept = 0;
@@ -90,6 +92,7 @@ class QueueHost {
   alignas(64) std::vector<NamespaceInfo> namespaces_;
   bool write_zeroes_ = false;
   bool dataset_management_ = false;
+  bool compare_ = false;
 };
 
 /// An I/O queue as its controller's watchdog and recovery see it. Each call that touches the

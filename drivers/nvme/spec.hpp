@@ -99,6 +99,7 @@ inline constexpr std::uint8_t kAbort = 0x08;
 inline constexpr std::uint8_t kSetFeatures = 0x09;
 inline constexpr std::uint8_t kGetFeatures = 0x0a;
 inline constexpr std::uint8_t kAsyncEventRequest = 0x0c;
+inline constexpr std::uint8_t kDoorbellBufferConfig = 0x7c;  ///< §5.8 (NVMe 1.3): shadow doorbells
 }  // namespace admin
 
 /// §5.15 Identify CNS values.
@@ -106,13 +107,18 @@ namespace cns {
 inline constexpr std::uint32_t kNamespace = 0x00;
 inline constexpr std::uint32_t kController = 0x01;
 inline constexpr std::uint32_t kActiveNamespaces = 0x02;
+inline constexpr std::uint32_t kNamespaceDescriptors = 0x03;  ///< Namespace Identification Descriptors
+inline constexpr std::uint8_t kIoCommandSetController = 0x06;  ///< NVMe 2.0: I/O command set specific
 }  // namespace cns
 
 /// §5.21.1 feature identifiers.
 namespace feature {
-inline constexpr std::uint32_t kTemperatureThreshold = 0x04;
-inline constexpr std::uint32_t kNumberOfQueues = 0x07;
-inline constexpr std::uint32_t kAsyncEventConfig = 0x0b;
+inline constexpr std::uint8_t kTemperatureThreshold = 0x04;
+inline constexpr std::uint8_t kVolatileWriteCache = 0x06;
+inline constexpr std::uint8_t kNumberOfQueues = 0x07;
+inline constexpr std::uint8_t kHostMemoryBuffer = 0x0d;
+inline constexpr std::uint8_t kTimestamp = 0x0e;
+inline constexpr std::uint8_t kAsyncEventConfig = 0x0b;
 }  // namespace feature
 
 /// §5.14.1 log page identifiers.
@@ -128,6 +134,7 @@ enum class IoOpcode : std::uint8_t {
   flush = 0x00,
   write = 0x01,
   read = 0x02,
+  compare = 0x05,  ///< NVM Command Set §3.2.1 (NVMe 1.4 §6.3): the blocks equal the data, or a failure
   write_zeroes = 0x08,
   dataset_management = 0x09,  ///< NVM Command Set §3.2.3 (NVMe 1.4 §6.7): here, deallocate
 };

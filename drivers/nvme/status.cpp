@@ -229,6 +229,9 @@ int to_errno(Status s) noexcept {
         return EIO;
     }
   }
+  if (s.sct == sct::kMediaError && s.sc >= 0x82 && s.sc <= 0x85) {
+    return EILSEQ;  // end-to-end guard, application tag, reference tag check; compare failure
+  }
   if (s.sct == sct::kCommandSpecific) {
     if (s.sc == 0x1b) {  // Thin Provisioning Not Supported
       return EOPNOTSUPP;

@@ -50,9 +50,17 @@ inline constexpr std::uint8_t kInvalidField = 0x02;
 inline constexpr std::uint8_t kAbortRequested = 0x07;
 inline constexpr std::uint8_t kInvalidNamespace = 0x0b;
 inline constexpr std::uint8_t kLbaOutOfRange = 0x80;  ///< generic, NVM command set
+inline constexpr std::uint8_t kCompareFailure = 0x85;  ///< media and data integrity
 inline constexpr std::uint8_t kInvalidQueueSize = 0x02;  ///< command specific
 inline constexpr std::uint8_t kInvalidQueueId = 0x01;    ///< command specific
 }  // namespace sc
+
+/// A failed command that may succeed when sent again (§4.6.1.2): Do Not Retry clear, and not a
+/// Compare Failure, which is the controller's answer that the data differ rather than a fault
+/// (QEMU 7.2 sets no DNR on it).
+[[nodiscard]] constexpr bool worth_retry(Status s) noexcept {
+  return !s.ok() && !s.dnr && !s.is(sct::kMediaError, sc::kCompareFailure);
+}
 
 /// The name of a status code type: "generic", "command specific", "media and data integrity",
 /// "path related", "vendor specific", or "reserved".
@@ -65,7 +73,9 @@ inline constexpr std::uint8_t kInvalidQueueId = 0x01;    ///< command specific
 /// The errno that best describes `s` for callers that only look at numbers (0 for success):
 /// ERANGE for LBA out of range, ENOSPC for capacity exceeded, EROFS for a write-protected
 /// namespace, EINVAL for invalid opcode/field/namespace, EOPNOTSUPP for an unsupported command,
-/// ECANCELED for aborted commands, EIO for the rest.
+/// ECANCELED for aborted commands, EILSEQ for data that is not what it should be (Compare
+/// Failure; end-to-end guard, application or reference tag check errors, as Linux's
+/// BLK_STS_PROTECTION), EIO for the rest.
 [[nodiscard]] int to_errno(Status s) noexcept;
 /// An Error for a setup path: `op` failed with this status ("identify controller: Invalid Field
 /// in Command (generic status 0x02, do not retry)").

@@ -18,9 +18,21 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// 1 GiB a discard. A controller may limit a range (NVMe 2.0 DMRSL, Identify CNS 06h, which the
-// driver does not read yet); QEMU's is just under 2 GiB, and it skips a longer range silently.
-constexpr std::uint32_t kMaxDiscardSectors = 1U << 21;
+// 1 GiB a discard where the target names no limit: a controller may limit a range (NVMe 2.0
+// DMRSL, Identify CNS 06h) without saying so to a driver that cannot ask; QEMU's is just under
+// 2 GiB, and it skips a longer range silently.
+constexpr std::uint32_t kDefaultDiscardSectors = 1U << 21;
+
+std::uint32_t discard_sectors(const BlockGeometry& g) {
+  if (!g.discard) {
+    return 0;  // the kernel never sends one
+  }
+  if (g.max_discard_bytes == 0) {
+    return kDefaultDiscardSectors;
+  }
+  const std::uint64_t sectors = g.max_discard_bytes / g.block_size * g.block_size >> 9;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(sectors, ~0U));
+}
 
 // /dev/ublkcN appears once udev or devtmpfs made it, shortly after ADD_DEV.
 Result<Fd> open_char_device(std::uint32_t id) {
@@ -80,7 +92,7 @@ Result<abi::Params> params_for(const BlockGeometry& g, std::uint32_t max_io_buf_
     p.types |= abi::kParamDiscard;
     p.discard.discard_granularity = g.block_size;
     p.discard.max_write_zeroes_sectors = g.write_zeroes ? p.basic.max_sectors : 0;
-    p.discard.max_discard_sectors = g.discard ? kMaxDiscardSectors : 0;
+    p.discard.max_discard_sectors = discard_sectors(g);
     p.discard.max_discard_segments = 1;
   }
   return p;

@@ -15,6 +15,8 @@ struct BlockGeometry {
   bool volatile_cache = false;     ///< acknowledged writes need a flush (or FUA) to be durable
   bool write_zeroes = false;       ///< the target can write zeroes without a data buffer
   bool discard = false;            ///< the target can deallocate blocks (one range a request)
+  /// The longest range one discard may name, in bytes (whole blocks); 0: 1 GiB.
+  std::uint64_t max_discard_bytes = 0;
 };
 
 enum class BlockOp : std::uint8_t { read, write, flush, write_zeroes, discard };

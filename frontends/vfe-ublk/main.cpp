@@ -84,6 +84,9 @@ Result<ublk::BlockGeometry> geometry_of(const nvme::Controller& c, const Options
   g.volatile_cache = c.identity().has_volatile_write_cache();
   g.write_zeroes = c.identity().supports_write_zeroes();
   g.discard = c.identity().supports_dataset_management();
+  if (const auto& limits = c.nvm_limits(); limits && g.discard) {  // NVMe 2.0; older ones may not say
+    g.max_discard_bytes = std::uint64_t{limits->dmrsl} * ns->block_size;  // 0: no limit said
+  }
   return g;
 }
 

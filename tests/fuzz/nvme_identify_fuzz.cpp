@@ -96,11 +96,6 @@ void check_all(std::span<const std::uint8_t> page) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  check_all(std::span<const std::uint8_t>(data, size));
-  if (size < nvme::kIdentifySize) {
-    std::vector<std::uint8_t> page(nvme::kIdentifySize);
-    std::copy_n(data, size, page.begin());
-    check_all(page);
-  }
+  vfe::fuzz::as_is_and_padded(data, size, nvme::kIdentifySize, check_all);
   return 0;
 }

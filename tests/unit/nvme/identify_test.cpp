@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "drivers/nvme/spec.hpp"
+#include "tests/unit/support/le_bytes.hpp"
 
 namespace vfe::nvme {
 namespace {
@@ -19,21 +20,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-using Page = std::vector<std::uint8_t>;
-
-template <class T>
-void put_le(Page& page, std::size_t offset, T value) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    page.at(offset + i) = static_cast<std::uint8_t>(value >> (8 * i));
-  }
-}
-
-// An ASCII field as a controller writes it: left-justified, space padded.
-void put_ascii(Page& page, std::size_t offset, std::size_t len, std::string_view text) {
-  for (std::size_t i = 0; i < len; ++i) {
-    page.at(offset + i) = i < text.size() ? static_cast<std::uint8_t>(text[i]) : ' ';
-  }
-}
+using Page = test::Bytes;
+using test::put_ascii;
+using test::put_le;
 
 // Identify Controller as QEMU 7.2's NVMe device reports it (figure 247 offsets).
 Page qemu_controller() {
@@ -75,6 +64,57 @@ TEST(IdentifyController, ParsesAQemuController) {
   EXPECT_TRUE(c->supports_write_zeroes());
   EXPECT_TRUE(c->supports_dataset_management()) << "ONCS bit 2";
   EXPECT_EQ(c->max_transfer_bytes(12), 512U * 1024);
+}
+
+TEST(IdentifyController, OptionalCommandsAndAttributes) {
+  Page p = qemu_controller();
+  put_le<std::uint16_t>(p, 256, 0x010a);  // OACS: format, namespace management, doorbell buffer config
+  p[260] = 0x03;                          // FRMW: slot 1 read-only, one slot
+  p[261] = 0x07;                          // LPA
+  p[262] = 63;                            // ELPE: 64 error log entries
+  put_le<std::uint32_t>(p, 536, 0x00100002);  // SGLS: dword aligned, bit bucket
+  put_le<std::uint16_t>(p, 520, 0x0081);      // ONCS: compare, verify
+  const auto c = parse_identify_controller(p);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->oacs, 0x010a);
+  EXPECT_TRUE(c->supports_doorbell_buffer_config()) << "OACS bit 8";
+  EXPECT_EQ(c->frmw, 0x03);
+  EXPECT_EQ(c->lpa, 0x07);
+  EXPECT_EQ(c->elpe, 63);
+  EXPECT_EQ(c->sgls, 0x00100002U);
+  EXPECT_TRUE(c->supports_sgls());
+  EXPECT_TRUE(c->supports_compare());
+  EXPECT_TRUE(c->supports_verify());
+  EXPECT_FALSE(c->supports_dataset_management());
+
+  put_le<std::uint16_t>(p, 256, 0x00ff);
+  put_le<std::uint32_t>(p, 536, 0xfffffffc);  // every bit but the NVM command set's support
+  put_le<std::uint16_t>(p, 520, 0xff7e);
+  const auto d = parse_identify_controller(p);
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_FALSE(d->supports_doorbell_buffer_config());
+  EXPECT_FALSE(d->supports_sgls());
+  EXPECT_FALSE(d->supports_compare());
+  EXPECT_FALSE(d->supports_verify());
+}
+
+TEST(IdentifyNvmController, ReadsTheCommandSizeLimits) {
+  Page p(kIdentifySize, 0);
+  p[0] = 7;                                          // VSL
+  p[1] = 8;                                          // WZSL
+  p[2] = 9;                                          // WUSL
+  p[3] = 128;                                        // DMRL
+  put_le<std::uint32_t>(p, 4, 0x003fffff);           // DMRSL
+  put_le<std::uint64_t>(p, 8, 0x0000000123456789);  // DMSL
+  const auto l = parse_identify_nvm_controller(p);
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->vsl, 7);
+  EXPECT_EQ(l->wzsl, 8);
+  EXPECT_EQ(l->wusl, 9);
+  EXPECT_EQ(l->dmrl, 128);
+  EXPECT_EQ(l->dmrsl, 0x003fffffU);
+  EXPECT_EQ(l->dmsl, 0x0000000123456789U);
+  EXPECT_FALSE(parse_identify_nvm_controller(std::span(p).first(4095)));
 }
 
 TEST(IdentifyController, MultiByteFieldsAreLittleEndian) {

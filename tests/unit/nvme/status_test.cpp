@@ -198,6 +198,20 @@ TEST(Status, ErrnoMapping) {
   EXPECT_EQ(to_errno(make(0, sc::kInvalidNamespace)), EINVAL);
   EXPECT_EQ(to_errno(make(0, 0x1f)), EOPNOTSUPP);  // Command Not Supported for Queue in CMB
   EXPECT_EQ(to_errno(make(1, 0x1b)), EOPNOTSUPP);  // Thin Provisioning Not Supported
+  EXPECT_EQ(to_errno(make(2, sc::kCompareFailure)), EILSEQ);
+  EXPECT_EQ(to_errno(make(2, 0x82)), EILSEQ);  // End-to-end Guard Check Error
+  EXPECT_EQ(to_errno(make(2, 0x83)), EILSEQ);  // End-to-end Application Tag Check Error
+  EXPECT_EQ(to_errno(make(2, 0x84)), EILSEQ);  // End-to-end Reference Tag Check Error
+}
+
+TEST(Status, WorthRetryUnlessDnrOrTheDataDiffer) {
+  EXPECT_FALSE(worth_retry(Status{}));
+  EXPECT_TRUE(worth_retry(make(0, 0x06)));  // Internal Error
+  Status dnr = make(0, 0x06);
+  dnr.dnr = true;
+  EXPECT_FALSE(worth_retry(dnr));
+  EXPECT_FALSE(worth_retry(make(2, sc::kCompareFailure))) << "an answer, not a fault, DNR or not";
+  EXPECT_TRUE(worth_retry(make(2, 0x82))) << "a guard check error without DNR may be a transfer fault";
 }
 
 TEST(Status, AbortedCommandsAreCanceled) {

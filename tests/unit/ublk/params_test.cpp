@@ -62,6 +62,22 @@ TEST(UblkParams, DiscardIsOneRangeOfWholeBlocks) {
   EXPECT_EQ(p.discard.max_write_zeroes_sectors, 0U) << "no write zeroes asked for";
 }
 
+TEST(UblkParams, DiscardFollowsTheTargetsRangeLimit) {
+  BlockGeometry g = nvme_like();  // 4096-byte blocks
+  g.discard = true;
+  VFE_ASSERT_OK_AND_ASSIGN(abi::Params p, params_for(g, g.max_io_bytes));
+  EXPECT_EQ(p.discard.max_discard_sectors, 1U << 21) << "no limit said: 1 GiB";
+  g.max_discard_bytes = std::uint64_t{0x7FFFF} * 4096;  // QEMU's DMRSL for 4 KiB blocks
+  VFE_ASSERT_OK_AND_ASSIGN(p, params_for(g, g.max_io_bytes));
+  EXPECT_EQ(p.discard.max_discard_sectors, 0x7FFFFU * 8);
+  g.max_discard_bytes = 10000;  // not whole blocks: rounded down to two
+  VFE_ASSERT_OK_AND_ASSIGN(p, params_for(g, g.max_io_bytes));
+  EXPECT_EQ(p.discard.max_discard_sectors, 16U);
+  g.max_discard_bytes = std::uint64_t{1} << 50;  // more than the 32-bit field holds
+  VFE_ASSERT_OK_AND_ASSIGN(p, params_for(g, g.max_io_bytes));
+  EXPECT_EQ(p.discard.max_discard_sectors, ~0U);
+}
+
 TEST(UblkParams, TheKernelsBufferSizeBoundsTheRequestSize) {
   // ADD_DEV rounds max_io_buf_bytes down to a page; max_sectors follows what it answered.
   VFE_ASSERT_OK_AND_ASSIGN(const abi::Params p, params_for(nvme_like(), 128 * 1024));
