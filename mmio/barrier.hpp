@@ -31,4 +31,19 @@ inline void io_rmb() noexcept {
 #endif
 }
 
+/// Orders every earlier load and store of DMA memory before every later one, stores before loads
+/// included, as a device sees them: for protocols where the host writes a word the device reads
+/// and then reads a word the device writes (NVMe shadow doorbells and their event index).
+/// x86-64: a store may pass a later load (Intel SDM vol. 3 §9.2.3.4), which only a fence or a
+/// locked instruction stops: `mfence`. arm64: `dmb osh` orders all accesses, outer shareable.
+inline void io_mb() noexcept {
+#if defined(__x86_64__)
+  asm volatile("mfence" ::: "memory");
+#elif defined(__aarch64__)
+  asm volatile("dmb osh" ::: "memory");
+#else
+#error "vfio-engine: define io_mb() for this architecture"
+#endif
+}
+
 }  // namespace vfe::mmio

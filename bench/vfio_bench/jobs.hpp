@@ -43,6 +43,7 @@ struct NvmeOptions {
   std::uint32_t nsid = 1;
   std::uint64_t offset = 0;           ///< first byte of the region tested
   std::uint64_t size = 0;             ///< bytes of it (0: to the namespace end)
+  bool shadow_doorbells = true;       ///< ControllerOptions::shadow_doorbells
 };
 [[nodiscard]] Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& options);
 

@@ -110,6 +110,8 @@ int main(int argc, char** argv) {
   nvme_cmd->add_option("--nsid", nvme.nsid, "namespace")->capture_default_str();
   add_size(*nvme_cmd, "--offset", nvme.offset, "first byte of the region tested (default 0)");
   add_size(*nvme_cmd, "--size", nvme.size, "bytes of the region (default: to the namespace end)");
+  nvme_cmd->add_flag("!--no-shadow-doorbells", nvme.shadow_doorbells,
+                     "write every doorbell to its register, even where the controller offers shadow doorbells");
 
   MmioOptions mmio;
   std::string write_value;

@@ -138,6 +138,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   nvme::ControllerOptions copt;
   VFE_TRY_ASSIGN(copt.mode, iommu_mode_of(common));
   copt.io_queues = o.workers;
+  copt.shadow_doorbells = o.shadow_doorbells;
   VFE_TRY_ASSIGN(t.ctrl, nvme::Controller::create(bdf, copt));
   const nvme::NamespaceInfo* ns = t.ctrl->find_namespace(o.nsid);
   if (ns == nullptr) {
@@ -300,7 +301,7 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
                   {"qd", o.qd},       {"workers", o.workers}, {"completion", o.completion}, {"nsid", o.nsid},
                   {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}};
     job.seconds = seconds;
-    std::uint64_t doorbells = 0, requests = 0, retries = 0;
+    std::uint64_t doorbells = 0, elided = 0, requests = 0, retries = 0;
     for (auto& l : t.lanes) {
       job.ops += l->done.load();
       job.bytes += l->bytes.load();
@@ -311,10 +312,15 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
         job.first_error = l->first_error;
       }
       doorbells += l->queue->stats().sq_doorbells.load() + l->queue->stats().cq_doorbells.load();
+      elided += l->queue->stats().doorbells_elided.load();
       requests += l->queue->stats().requests.load();
       retries += l->queue->stats().retries.load();
     }
     job.extra["mmio_writes_per_io"] = requests != 0 ? static_cast<double>(doorbells) / static_cast<double>(requests) : 0.0;
+    // Doorbell updates that went to the shadow doorbell only (ControllerOptions::shadow_doorbells).
+    job.extra["shadow_doorbells"] = t.ctrl->uses_shadow_doorbells();
+    job.extra["doorbells_elided_per_io"] =
+        requests != 0 ? static_cast<double>(elided) / static_cast<double>(requests) : 0.0;
     job.extra["controller"] = t.ctrl->identity().model + " " + t.ctrl->identity().serial;
     // Recovery (whole run): commands too old, aborts accepted and refused, resets, requests sent again.
     job.extra["timeouts"] = t.ctrl->stats().timeouts.load();

@@ -88,6 +88,7 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
   auto stop = ScopeGuard([this]() noexcept { dma_stopped_ = stop_dma(); });
   VFE_TRY(identify());
   VFE_TRY(set_queue_count(options.io_queues));
+  VFE_TRY(set_up_shadow_doorbells());
   VFE_TRY(arm_events());
   stop.dismiss();
   up_ = true;
@@ -274,6 +275,9 @@ Controller::~Controller() {
   }
   if (admin_mem_ && !dma_stopped_) {
     admin_mem_->abandon();  // the controller may still write its admin queues
+  }
+  if (shadow_mem_ && !dma_stopped_) {
+    shadow_mem_->abandon();  // and the event indexes
   }
 }
 

@@ -66,6 +66,11 @@ struct ControllerOptions {
   /// return soon and make no setup call on this controller (see `Controller`). Events are
   /// logged either way.
   std::function<void(const AsyncEvent&)> on_event;
+  /// Use shadow doorbells (§5.8 Doorbell Buffer Config) where the controller has them (OACS
+  /// bit 8; emulated controllers such as QEMU's): a queue writes its doorbell to memory, and to
+  /// the register only when the controller's event index says it is not reading the memory
+  /// anyway. Each register write an emulated controller traps costs a VM exit.
+  bool shadow_doorbells = true;
 };
 
 /// Counters of one controller, readable from any thread (relaxed).
@@ -142,6 +147,8 @@ class Controller final : private QueueHost {
   [[nodiscard]] std::uint32_t page_size() const noexcept { return 1U << page_shift_; }
   /// Largest transfer of one command in bytes (MDTS, and this driver's one-page PRP lists).
   [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return max_transfer_; }
+  /// True when the queues use shadow doorbells (see ControllerOptions::shadow_doorbells).
+  [[nodiscard]] bool uses_shadow_doorbells() const noexcept { return shadow_mem_.has_value(); }
   /// How many I/O queue pairs the controller granted.
   [[nodiscard]] std::uint32_t io_queue_limit() const noexcept { return io_queue_limit_; }
 
@@ -219,6 +226,8 @@ class Controller final : private QueueHost {
   [[nodiscard]] Result<std::vector<NamespaceInfo>> identify_namespaces();
   [[nodiscard]] Result<void> set_queue_count(std::uint32_t wanted);
   [[nodiscard]] Result<std::uint32_t> request_queues(std::uint32_t wanted);
+  [[nodiscard]] Result<void> set_up_shadow_doorbells();
+  [[nodiscard]] Result<void> configure_shadow_doorbells();
   // Admin commands with data (controller_admin.cpp). `data` is read from the controller into it
   // (from_device) or written to it from there.
   [[nodiscard]] Result<Cqe> admin_transfer(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
@@ -285,6 +294,9 @@ class Controller final : private QueueHost {
   static constexpr std::uint64_t kAdminMemBytes = 3 * 4096;
   std::optional<dma::DmaBuffer> admin_mem_;
   std::mutex page_mu_;
+  // The shadow doorbells, then (shadow_half_ bytes on) the event indexes; empty when not in use.
+  std::optional<dma::DmaBuffer> shadow_mem_;
+  std::uint64_t shadow_half_ = 0;
   std::optional<AdminQueue> admin_;
 
   Cap cap_{};

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/log.hpp"
+#include "base/units.hpp"
 #include "base/scope_guard.hpp"
 #include "drivers/nvme/controller.hpp"
 #include "drivers/nvme/io_queue.hpp"
@@ -33,7 +35,45 @@ QueueParams Controller::queue_params() noexcept {
           .page_size = page_size(),
           .max_transfer = max_transfer_,
           .doorbell_stride = cap_.doorbell_stride(),
-          .retries = options_.retries};
+          .retries = options_.retries,
+          .shadow_doorbells = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() : nullptr,
+          .event_indexes = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() + shadow_half_ / 4 : nullptr};
+}
+
+// §5.8 Doorbell Buffer Config, where the controller has it (OACS bit 8) and the options want it:
+// one buffer of shadow doorbells and one of event indexes, each laid out as the doorbell
+// registers for queues 0 to io_queue_limit_. A controller that refuses it runs without.
+Result<void> Controller::set_up_shadow_doorbells() {
+  if (!options_.shadow_doorbells || !identity_.supports_doorbell_buffer_config()) {
+    return ok();
+  }
+  shadow_half_ = align_up((io_queue_limit_ + 1ULL) * 2 * cap_.doorbell_stride(), page_size());
+  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, 2 * shadow_half_));
+  shadow_mem_.emplace(std::move(mem));
+  if (auto r = configure_shadow_doorbells(); !r) {
+    log_warn("nvme {}: {}; using the doorbell registers only", device_->bdf().to_string(), r.error().message());
+    shadow_mem_.reset();
+    if (r.error().is(ETIMEDOUT)) {
+      return r;  // the admin queue is broken: bring-up cannot go on
+    }
+  }
+  return ok();
+}
+
+// Zeroes both buffers (no queue exists on the controller now, or each is created again next with
+// head and tail 0) and hands them to the controller; at bring-up and after each reset, which
+// turns them off (§5.8).
+Result<void> Controller::configure_shadow_doorbells() {
+  if (!shadow_mem_) {
+    return ok();
+  }
+  std::memset(shadow_mem_->data(), 0, 2 * shadow_half_);
+  Sqe cmd{};
+  cmd.opcode = admin::kDoorbellBufferConfig;
+  cmd.prp1 = dma::to_u64(shadow_mem_->iova());                // shadow doorbells, page aligned
+  cmd.prp2 = dma::to_u64(shadow_mem_->iova_at(shadow_half_));  // event indexes, page aligned
+  VFE_TRY(admin(cmd, "doorbell buffer config"));
+  return ok();
 }
 
 Result<void> Controller::add(HostedQueue& q, bool& listed) {

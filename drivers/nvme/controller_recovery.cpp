@@ -168,6 +168,7 @@ Result<void> Controller::reinitialize() {
   VFE_TRY(bring_up());
   VFE_TRY(check_namespaces());
   VFE_TRY_ASSIGN(const std::uint32_t granted, request_queues(io_queue_limit_));
+  VFE_TRY(configure_shadow_doorbells());  // a reset turned them off
   Result<void> made = ok();
   table_.for_each([&](HostedQueue& q) {
     if (!made) {

@@ -10,60 +10,10 @@
 #include "mmio/barrier.hpp"
 
 namespace vfe::nvme {
-namespace {
-
+using detail::block_shift;
 using detail::bump;
 using detail::kCidSlotBits;
 using detail::kCidSlotMask;
-
-constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
-constexpr std::uint32_t kFua = 1U << 30;                // Command Dword 12: Force Unit Access
-constexpr std::uint32_t kDeallocate = 1U << 2;          // Dataset Management, Command Dword 11: AD
-
-std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
-  return static_cast<std::uint32_t>(__builtin_ctz(ns.block_size));
-}
-
-std::uint64_t data_bytes(std::span<const DataSegment> data) noexcept {
-  std::uint64_t bytes = 0;
-  for (const DataSegment& s : data) {
-    bytes += s.length;
-  }
-  return bytes;
-}
-
-// Dataset Management with Attribute Deallocate (NVMe 1.4 §6.7): the range list by PRPs, NR.
-void fill_deallocate(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
-                     std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
-  const std::uint64_t bytes = data_bytes(req.data);
-  const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
-  cmd.prp1 = p.prp1;
-  cmd.prp2 = p.prp2;
-  cmd.cdw10 = static_cast<std::uint32_t>(bytes / sizeof(DsmRange) - 1);  // NR, 0's based
-  cmd.cdw11 = kDeallocate;
-}
-
-// A passthrough command as its caller composed it; the data (at most one command's worth) by PRPs.
-void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
-                      std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
-  const PassthroughCommand& pt = *req.passthrough;
-  cmd.opcode = pt.opcode;
-  cmd.cdw2 = pt.cdw2;
-  cmd.cdw3 = pt.cdw3;
-  cmd.cdw10 = pt.cdw10;
-  cmd.cdw11 = pt.cdw11;
-  cmd.cdw12 = pt.cdw12;
-  cmd.cdw13 = pt.cdw13;
-  cmd.cdw14 = pt.cdw14;
-  cmd.cdw15 = pt.cdw15;
-  if (const std::uint64_t bytes = data_bytes(req.data); bytes != 0) {
-    const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
-    cmd.prp1 = p.prp1;
-    cmd.prp2 = p.prp2;
-  }
-}
-
-}  // namespace
 
 IoQueue::Layout IoQueue::layout(std::uint32_t entries, std::uint32_t page_size) noexcept {
   Layout l;
@@ -93,6 +43,16 @@ IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, 
       prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + layout_.prp_lists)),
       prp_lists_iova_(dma::to_u64(memory_.iova_at(layout_.prp_lists))),
       slots_(options.entries - 1) {
+  if (params.shadow_doorbells != nullptr) {
+    // The buffers mirror the doorbell registers: word (2 qid) x stride / 4 for the SQ, the next
+    // stride for the CQ.
+    const std::size_t sq_word = 2ULL * qid * params.doorbell_stride / 4;
+    const std::size_t cq_word = sq_word + params.doorbell_stride / 4;
+    shadow_sq_ = params.shadow_doorbells + sq_word;
+    shadow_cq_ = params.shadow_doorbells + cq_word;
+    event_sq_ = params.event_indexes + sq_word;
+    event_cq_ = params.event_indexes + cq_word;
+  }
   // One command fewer than entries: a full submission queue is then never mistaken for an empty
   // one (§4.1.2), and a free slot always has a free submission queue entry.
   free_.reserve(slots_.size());
@@ -183,73 +143,6 @@ void IoQueue::abandon() noexcept {
   retry_.clear();
 }
 
-int IoQueue::validate(const IoRequest& req) const noexcept {
-  const NamespaceInfo* ns = host_->find_namespace(req.nsid);
-  if (ns == nullptr) {
-    return -EINVAL;
-  }
-  if (ns->metadata_bytes != 0) {
-    return -EOPNOTSUPP;  // formats with metadata are not supported by this driver
-  }
-  if (req.passthrough != nullptr) {
-    return validate_passthrough(req);
-  }
-  switch (req.opcode) {
-    case IoOpcode::flush:
-      return req.blocks == 0 && req.data.empty() && !req.fua ? 0 : -EINVAL;
-    case IoOpcode::write_zeroes:
-      if (!host_->supports_write_zeroes()) {
-        return -EOPNOTSUPP;
-      }
-      return req.blocks != 0 && req.data.empty() && req.lba + req.blocks > req.lba ? 0 : -EINVAL;
-    case IoOpcode::dataset_management: {
-      if (!host_->supports_dataset_management()) {
-        return -EOPNOTSUPP;
-      }
-      const std::uint64_t bytes = data_bytes(req.data);
-      const bool ok = req.blocks == 0 && !req.fua && bytes != 0 && bytes % sizeof(DsmRange) == 0 &&
-                      bytes <= kMaxDsmRanges * sizeof(DsmRange) &&
-                      check_prp_layout(req.data, page_size_) == PrpLayoutError::none;
-      return ok ? 0 : -EINVAL;
-    }
-    case IoOpcode::compare:
-      if (!host_->supports_compare()) {
-        return -EOPNOTSUPP;
-      }
-      [[fallthrough]];
-    case IoOpcode::read:
-    case IoOpcode::write: {
-      const std::uint32_t shift = block_shift(*ns);
-      if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > (~0ULL >> shift)) {
-        return -EINVAL;
-      }
-      if (data_bytes(req.data) != req.blocks << shift ||
-          check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
-        return -EINVAL;
-      }
-      return 0;
-    }
-  }
-  return -EINVAL;
-}
-
-// One command, as composed: data only where the opcode says it moves some, and no more than
-// one command carries (the driver cannot know how to split a command it does not know).
-int IoQueue::validate_passthrough(const IoRequest& req) const noexcept {
-  const std::uint64_t bytes = data_bytes(req.data);
-  if (req.blocks != 0) {
-    return -EINVAL;
-  }
-  if (bytes == 0) {
-    return req.data.empty() ? 0 : -EINVAL;
-  }
-  if ((req.passthrough->opcode & 3U) == 0 || check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
-    return -EINVAL;
-  }
-  const std::uint64_t lead = data_address(req.data, 0) & (page_size_ - 1);
-  return lead + bytes <= max_transfer_ ? 0 : -EINVAL;
-}
-
 void IoQueue::close() noexcept {
   gate_.fetch_or(kClosedBit, std::memory_order_relaxed);
   // All on one atomic: a submit whose CAS came before the bit is counted, and its release
@@ -285,60 +178,6 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
   return try_submit(&req) ? 0 : -EAGAIN;
 }
 
-// Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
-// Write, Compare, Write Zeroes, Dataset Management; or the caller's own). The doorbell is the caller's, once per batch.
-IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
-  if (free_.empty()) {
-    return Issue::no_slot;
-  }
-  const std::uint16_t slot = free_.back();
-  Sqe cmd{};
-  cmd.opcode = static_cast<std::uint8_t>(req.opcode);
-  cmd.nsid = req.nsid;
-  std::uint64_t n = 0;  // blocks in this command
-  if (req.passthrough != nullptr) {
-    fill_passthrough(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
-                     cmd);
-  } else if (req.opcode == IoOpcode::dataset_management) {
-    fill_deallocate(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
-                    cmd);
-  } else if (req.opcode != IoOpcode::flush) {
-    const std::uint32_t shift = req.progress.block_shift;
-    n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
-    if (req.opcode != IoOpcode::write_zeroes) {
-      // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the
-      // first byte is in.
-      const std::uint64_t offset = req.progress.next_block << shift;
-      const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
-      n = std::min(n, (max_transfer_ - lead) >> shift);
-      if (n == 0) {
-        return Issue::refused;  // a block does not fit in MDTS from where its data starts
-      }
-      const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
-                                       prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_);
-      cmd.prp1 = p.prp1;
-      cmd.prp2 = p.prp2;
-    }
-    const std::uint64_t slba = req.lba + req.progress.next_block;
-    cmd.cdw10 = static_cast<std::uint32_t>(slba);
-    cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
-    cmd.cdw12 = static_cast<std::uint32_t>(n - 1) | (req.fua ? kFua : 0U);  // NLB, 0's based
-  }
-  free_.pop_back();
-  Slot& s = slots_[slot];
-  s.generation = static_cast<std::uint16_t>((s.generation + 1) & 0xfU);
-  cmd.cid = static_cast<std::uint16_t>((s.generation << kCidSlotBits) | slot);
-  req.progress.next_block += n;
-  req.progress.issued_all = req.progress.next_block == req.blocks;
-  std::memcpy(&sq_[sq_tail_], &cmd, sizeof(cmd));
-  sq_tail_ = sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1;
-  s.req = &req;
-  s.epoch = host_->epoch();
-  ++req.progress.in_flight;
-  return Issue::issued;
-}
-
-// Issues what is left of `req`; false when the command slots ran out first (the rest of it is
 // issued on a later call). `failed`: the controller's failure errno, or 0.
 bool IoQueue::issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noexcept {
   while (!req.progress.issued_all) {
@@ -394,11 +233,49 @@ std::size_t IoQueue::submit_to_device(std::span<engine::Request*> reqs) noexcept
 }
 
 void IoQueue::ring_sq(std::uint64_t issued) noexcept {
-  if (issued != 0) {
-    bar_->write32_db(sq_doorbell_, sq_tail_);  // io_wmb inside: the entries before the doorbell
-    bump(stats_.commands, issued);
-    bump(stats_.sq_doorbells);
+  if (issued == 0) {
+    return;
   }
+  bump(stats_.commands, issued);
+  if (shadow_sq_ != nullptr) {
+    mmio::io_wmb();  // the entries before the shadow tail that announces them
+    if (!needs_mmio(shadow_sq_, event_sq_, sq_tail_)) {
+      return;
+    }
+  }
+  bar_->write32_db(sq_doorbell_, sq_tail_);  // io_wmb inside: the entries before the doorbell
+  bump(stats_.sq_doorbells);
+}
+
+void IoQueue::ring_cq() noexcept {
+  if (shadow_cq_ != nullptr) {
+    mmio::io_mb();  // the entries read before the shadow head that frees them for reuse
+    if (!needs_mmio(shadow_cq_, event_cq_, cq_head_)) {
+      return;
+    }
+  }
+  bar_->write32(cq_doorbell_, cq_head_);  // the entries read may now be reused
+  bump(stats_.cq_doorbells);
+}
+
+// Shadow doorbells (NVMe 1.4 §5.8; the event index rule of virtio): `value` goes to the shadow
+// doorbell, and the MMIO doorbell is needed only when the controller's event index lies in
+// [old value, value), i.e. it asked to be told once the doorbell passed it. Otherwise the
+// controller is still working through the queue and reads the shadow again before it stops.
+bool IoQueue::needs_mmio(volatile std::uint32_t* shadow, volatile std::uint32_t* event,
+                         std::uint32_t value) noexcept {
+  const auto old = static_cast<std::uint16_t>(*shadow);
+  *shadow = value;
+  // The shadow store before the event index load: the controller orders its side the same way
+  // (it writes the event index, then reads the shadow), so one of the two sees the other.
+  mmio::io_mb();
+  const auto idx = static_cast<std::uint16_t>(*event);
+  const auto now = static_cast<std::uint16_t>(value);
+  if (static_cast<std::uint16_t>(now - idx - 1) < static_cast<std::uint16_t>(now - old)) {
+    return true;
+  }
+  bump(stats_.doorbells_elided);
+  return false;
 }
 
 // Sends the requests put aside, as far as slots allow; returns the commands issued.
@@ -454,8 +331,7 @@ std::size_t IoQueue::reap() noexcept {
   }
   // Not while paused: the controller is being reset and the queue does not exist on it.
   if (n != 0 && !deleted_ && !paused()) {
-    bar_->write32(cq_doorbell_, cq_head_);  // the entries read may now be reused
-    bump(stats_.cq_doorbells);
+    ring_cq();
   }
   return n;
 }

@@ -41,8 +41,11 @@ struct IoQueueOptions {
 struct IoQueueStats {
   std::atomic<std::uint64_t> requests{0};       ///< requests completed
   std::atomic<std::uint64_t> commands{0};       ///< commands issued (a split request has several)
-  std::atomic<std::uint64_t> sq_doorbells{0};   ///< submission doorbell writes (one per batch)
-  std::atomic<std::uint64_t> cq_doorbells{0};   ///< completion doorbell writes (one per reap)
+  std::atomic<std::uint64_t> sq_doorbells{0};   ///< submission doorbell MMIO writes (at most one per batch)
+  std::atomic<std::uint64_t> cq_doorbells{0};   ///< completion doorbell MMIO writes (at most one per reap)
+  /// Doorbell updates that went to the shadow doorbell only: the controller's event index said
+  /// it would read the new value without being told (see ControllerOptions::shadow_doorbells).
+  std::atomic<std::uint64_t> doorbells_elided{0};
   std::atomic<std::uint64_t> errors{0};         ///< requests completed with an error
   std::atomic<std::uint64_t> retries{0};        ///< requests sent again (a retryable error, a reset)
   std::atomic<std::uint64_t> watchdog_reaps{0};  ///< completions found for a late command (a lost interrupt)
@@ -148,6 +151,9 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] std::size_t reap() noexcept;
   [[nodiscard]] std::uint64_t issue_retries(int failed) noexcept;
   void ring_sq(std::uint64_t issued) noexcept;
+  void ring_cq() noexcept;
+  [[nodiscard]] bool needs_mmio(volatile std::uint32_t* shadow, volatile std::uint32_t* event,
+                                std::uint32_t value) noexcept;
   void finish_request(IoRequest& req) noexcept;
   void put_aside(IoRequest& req) noexcept;
   void empty_rings() noexcept;
@@ -171,6 +177,11 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   std::uint64_t max_transfer_;
   std::uint64_t sq_doorbell_;
   std::uint64_t cq_doorbell_;
+  // This queue's words in the shadow doorbell and event index buffers; null when not in use.
+  volatile std::uint32_t* shadow_sq_ = nullptr;
+  volatile std::uint32_t* shadow_cq_ = nullptr;
+  volatile std::uint32_t* event_sq_ = nullptr;
+  volatile std::uint32_t* event_cq_ = nullptr;
   Layout layout_;
   dma::DmaBuffer memory_;  // laid out by layout_, page aligned
   std::uint32_t retries_;  // ControllerOptions::retries

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// What io_queue.cpp and io_queue_recovery.cpp share; not part of the driver's interface.
+/// What io_queue.cpp, io_queue_commands.cpp and io_queue_recovery.cpp share; not part of the driver's interface.
 
 #include <atomic>
 #include <cstdint>
@@ -17,6 +17,11 @@ static_assert(kMaxIoQueueEntries - 1 <= kCidSlotMask + 1U);
 /// Counters have one writer (the worker): a plain load and store, no locked instruction.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// log2 of the namespace's block size.
+inline std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
+  return static_cast<std::uint32_t>(__builtin_ctz(ns.block_size));
 }
 
 }  // namespace vfe::nvme::detail

@@ -71,6 +71,14 @@ void IoQueue::empty_rings() noexcept {
   sq_tail_ = 0;
   cq_head_ = 0;
   phase_ = 1;
+  if (shadow_sq_ != nullptr) {
+    // The queue is not on the controller now; it is created next with head and tail 0, and the
+    // controller takes the shadow words as they are then (a stale tail would replay commands).
+    *shadow_sq_ = 0;
+    *shadow_cq_ = 0;
+    *event_sq_ = 0;
+    *event_cq_ = 0;
+  }
 }
 
 void IoQueue::restart() noexcept {

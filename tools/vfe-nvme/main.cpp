@@ -163,6 +163,48 @@ CLI::App* add_command(CLI::App& app, const char* name, const char* what, Common&
   return sub;
 }
 
+// The log and raw commands, whose options are many.
+void add_raw_commands(CLI::App& app, Common& common, Args& a, std::map<CLI::App*, Command>& commands) {
+  auto* gl = add_command(app, "get-log", "Get Log Page: any log, as raw bytes", common);
+  gl->add_option("-i,--log-id", a.lid, "log page identifier")->required()->check(CLI::Range(0, 255));
+  gl->add_option("-l,--log-len", a.length, "bytes to read (a multiple of 4)")->required();
+  gl->add_option("--lpo", a.offset, "byte offset into the log (a multiple of 4)");
+  gl->add_option("--lsp", a.lsp, "log specific field")->check(CLI::Range(0, 15));
+  gl->add_option("--lsi", a.lsi, "log specific identifier")->check(CLI::Range(0, 65535));
+  gl->add_option("--rae", a.retain, "retain the asynchronous event (default true)");
+  gl->add_option("-n,--namespace-id", a.nsid, "the namespace; default: the controller (FFFFFFFFh)");
+  commands[gl] = get_log;
+
+  auto* id = add_command(app, "id", "Identify of any CNS, as raw bytes", common);
+  id->add_option("--cns", a.cns, "Controller or Namespace Structure")->required()->check(CLI::Range(0, 255));
+  id->add_option("--cntid", a.cntid, "controller identifier (CNS 12h, 13h)")->check(CLI::Range(0, 65535));
+  id->add_option("--csi", a.csi, "command set identifier (CNS 05h, 06h)")->check(CLI::Range(0, 255));
+  id->add_option("-n,--namespace-id", a.nsid, "namespace identifier");
+  commands[id] = identify_raw;
+}
+
+void add_commands(CLI::App& app, Common& common, Args& a, std::map<CLI::App*, Command>& commands) {
+  commands[add_command(app, "id-ctrl", "Identify Controller (CNS 01h), and the NVM command set's limits (CNS 06h)",
+                       common)] = id_ctrl;
+  auto* ns = add_command(app, "id-ns", "Identify Namespace (CNS 00h): every active namespace, or -n", common);
+  ns->add_option("-n,--namespace-id", a.nsid, "only this namespace");
+  commands[ns] = id_ns;
+  auto* smart = add_command(app, "smart-log", "SMART / Health Information log (02h)", common);
+  smart->add_option("-n,--namespace-id", a.nsid, "a namespace's own log (LPA bit 0); default: the controller's");
+  commands[smart] = smart_log;
+  commands[add_command(app, "error-log", "Error Information log (01h): the entries in use", common)] = error_log;
+  commands[add_command(app, "fw-log", "Firmware Slot Information log (03h)", common)] = fw_log;
+  auto* gf = add_command(app, "get-feature", "Get Features: one feature's value (and data)", common);
+  gf->add_option("-f,--feature-id", a.fid, "feature identifier")->required()->check(CLI::Range(0, 255));
+  gf->add_option("-s,--sel", a.select, "0 current, 1 default, 2 saved, 3 supported capabilities")
+      ->check(CLI::Range(0, 3));
+  gf->add_option("-c,--cdw11", a.cdw11, "Command Dword 11 (feature specific)");
+  gf->add_option("-l,--data-len", a.length, "bytes of data the feature returns (e.g. 8 for Timestamp)");
+  gf->add_option("-n,--namespace-id", a.nsid, "for a namespace-specific feature");
+  commands[gf] = get_feature;
+  add_raw_commands(app, common, a, commands);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -174,45 +216,7 @@ int main(int argc, char** argv) {
   Common common;
   Args a;
   std::map<CLI::App*, Command> commands;
-  auto nsid_option = [&a](CLI::App* sub, const char* what) { sub->add_option("-n,--namespace-id", a.nsid, what); };
-
-  commands[add_command(app, "id-ctrl", "Identify Controller (CNS 01h), and the NVM command set's limits (CNS 06h)",
-                       common)] = id_ctrl;
-  auto* ns = add_command(app, "id-ns", "Identify Namespace (CNS 00h): every active namespace, or -n", common);
-  nsid_option(ns, "only this namespace");
-  commands[ns] = id_ns;
-  auto* smart = add_command(app, "smart-log", "SMART / Health Information log (02h)", common);
-  nsid_option(smart, "a namespace's own log (LPA bit 0); default: the controller's");
-  commands[smart] = smart_log;
-  commands[add_command(app, "error-log", "Error Information log (01h): the entries in use", common)] = error_log;
-  commands[add_command(app, "fw-log", "Firmware Slot Information log (03h)", common)] = fw_log;
-
-  auto* gf = add_command(app, "get-feature", "Get Features: one feature's value (and data)", common);
-  gf->add_option("-f,--feature-id", a.fid, "feature identifier")->required()->check(CLI::Range(0, 255));
-  gf->add_option("-s,--sel", a.select, "0 current, 1 default, 2 saved, 3 supported capabilities")
-      ->check(CLI::Range(0, 3));
-  gf->add_option("-c,--cdw11", a.cdw11, "Command Dword 11 (feature specific)");
-  gf->add_option("-l,--data-len", a.length, "bytes of data the feature returns (e.g. 8 for Timestamp)");
-  nsid_option(gf, "for a namespace-specific feature");
-  commands[gf] = get_feature;
-
-  auto* gl = add_command(app, "get-log", "Get Log Page: any log, as raw bytes", common);
-  gl->add_option("-i,--log-id", a.lid, "log page identifier")->required()->check(CLI::Range(0, 255));
-  gl->add_option("-l,--log-len", a.length, "bytes to read (a multiple of 4)")->required();
-  gl->add_option("--lpo", a.offset, "byte offset into the log (a multiple of 4)");
-  gl->add_option("--lsp", a.lsp, "log specific field")->check(CLI::Range(0, 15));
-  gl->add_option("--lsi", a.lsi, "log specific identifier")->check(CLI::Range(0, 65535));
-  gl->add_option("--rae", a.retain, "retain the asynchronous event (default true)");
-  nsid_option(gl, "the namespace; default: the controller (FFFFFFFFh)");
-  commands[gl] = get_log;
-
-  auto* id = add_command(app, "id", "Identify of any CNS, as raw bytes", common);
-  id->add_option("--cns", a.cns, "Controller or Namespace Structure")->required()->check(CLI::Range(0, 255));
-  id->add_option("--cntid", a.cntid, "controller identifier (CNS 12h, 13h)")->check(CLI::Range(0, 65535));
-  id->add_option("--csi", a.csi, "command set identifier (CNS 05h, 06h)")->check(CLI::Range(0, 255));
-  nsid_option(id, "namespace identifier");
-  commands[id] = identify_raw;
-
+  add_commands(app, common, a, commands);
   CLI11_PARSE(app, argc, argv);
   for (const auto& [sub, command] : commands) {
     if (sub->parsed()) {

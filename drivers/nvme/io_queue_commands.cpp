@@ -1,0 +1,182 @@
+// IoQueue: what goes in a command. A request is checked at submit (validate), and each of its
+// commands is built on the worker (issue_next): read, write, compare, write zeroes, flush,
+// dataset management, or the caller's own (passthrough).
+#include <cerrno>
+#include <cstring>
+
+#include "drivers/nvme/io_queue.hpp"
+#include "drivers/nvme/io_queue_internal.hpp"
+
+namespace vfe::nvme {
+namespace {
+
+using detail::block_shift;
+using detail::kCidSlotBits;
+
+constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
+constexpr std::uint32_t kFua = 1U << 30;                // Command Dword 12: Force Unit Access
+constexpr std::uint32_t kDeallocate = 1U << 2;          // Dataset Management, Command Dword 11: AD
+
+std::uint64_t data_bytes(std::span<const DataSegment> data) noexcept {
+  std::uint64_t bytes = 0;
+  for (const DataSegment& s : data) {
+    bytes += s.length;
+  }
+  return bytes;
+}
+
+// Dataset Management with Attribute Deallocate (NVMe 1.4 §6.7): the range list by PRPs, NR.
+void fill_deallocate(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
+                     std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
+  const std::uint64_t bytes = data_bytes(req.data);
+  const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
+  cmd.prp1 = p.prp1;
+  cmd.prp2 = p.prp2;
+  cmd.cdw10 = static_cast<std::uint32_t>(bytes / sizeof(DsmRange) - 1);  // NR, 0's based
+  cmd.cdw11 = kDeallocate;
+}
+
+// A passthrough command as its caller composed it; the data (at most one command's worth) by PRPs.
+void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
+                      std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
+  const PassthroughCommand& pt = *req.passthrough;
+  cmd.opcode = pt.opcode;
+  cmd.cdw2 = pt.cdw2;
+  cmd.cdw3 = pt.cdw3;
+  cmd.cdw10 = pt.cdw10;
+  cmd.cdw11 = pt.cdw11;
+  cmd.cdw12 = pt.cdw12;
+  cmd.cdw13 = pt.cdw13;
+  cmd.cdw14 = pt.cdw14;
+  cmd.cdw15 = pt.cdw15;
+  if (const std::uint64_t bytes = data_bytes(req.data); bytes != 0) {
+    const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
+    cmd.prp1 = p.prp1;
+    cmd.prp2 = p.prp2;
+  }
+}
+
+}  // namespace
+
+int IoQueue::validate(const IoRequest& req) const noexcept {
+  const NamespaceInfo* ns = host_->find_namespace(req.nsid);
+  if (ns == nullptr) {
+    return -EINVAL;
+  }
+  if (ns->metadata_bytes != 0) {
+    return -EOPNOTSUPP;  // formats with metadata are not supported by this driver
+  }
+  if (req.passthrough != nullptr) {
+    return validate_passthrough(req);
+  }
+  switch (req.opcode) {
+    case IoOpcode::flush:
+      return req.blocks == 0 && req.data.empty() && !req.fua ? 0 : -EINVAL;
+    case IoOpcode::write_zeroes:
+      if (!host_->supports_write_zeroes()) {
+        return -EOPNOTSUPP;
+      }
+      return req.blocks != 0 && req.data.empty() && req.lba + req.blocks > req.lba ? 0 : -EINVAL;
+    case IoOpcode::dataset_management: {
+      if (!host_->supports_dataset_management()) {
+        return -EOPNOTSUPP;
+      }
+      const std::uint64_t bytes = data_bytes(req.data);
+      const bool ok = req.blocks == 0 && !req.fua && bytes != 0 && bytes % sizeof(DsmRange) == 0 &&
+                      bytes <= kMaxDsmRanges * sizeof(DsmRange) &&
+                      check_prp_layout(req.data, page_size_) == PrpLayoutError::none;
+      return ok ? 0 : -EINVAL;
+    }
+    case IoOpcode::compare:
+      if (!host_->supports_compare()) {
+        return -EOPNOTSUPP;
+      }
+      [[fallthrough]];
+    case IoOpcode::read:
+    case IoOpcode::write: {
+      const std::uint32_t shift = block_shift(*ns);
+      if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > (~0ULL >> shift)) {
+        return -EINVAL;
+      }
+      if (data_bytes(req.data) != req.blocks << shift ||
+          check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+        return -EINVAL;
+      }
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+// One command, as composed: data only where the opcode says it moves some, and no more than
+// one command carries (the driver cannot know how to split a command it does not know).
+int IoQueue::validate_passthrough(const IoRequest& req) const noexcept {
+  const std::uint64_t bytes = data_bytes(req.data);
+  if (req.blocks != 0) {
+    return -EINVAL;
+  }
+  if (bytes == 0) {
+    return req.data.empty() ? 0 : -EINVAL;
+  }
+  if ((req.passthrough->opcode & 3U) == 0 || check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+    return -EINVAL;
+  }
+  const std::uint64_t lead = data_address(req.data, 0) & (page_size_ - 1);
+  return lead + bytes <= max_transfer_ ? 0 : -EINVAL;
+}
+
+// Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
+// Write, Compare, Write Zeroes, Dataset Management; or the caller's own). The doorbell is the caller's, once per batch.
+IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
+  if (free_.empty()) {
+    return Issue::no_slot;
+  }
+  const std::uint16_t slot = free_.back();
+  Sqe cmd{};
+  cmd.opcode = static_cast<std::uint8_t>(req.opcode);
+  cmd.nsid = req.nsid;
+  std::uint64_t n = 0;  // blocks in this command
+  if (req.passthrough != nullptr) {
+    fill_passthrough(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+                     cmd);
+  } else if (req.opcode == IoOpcode::dataset_management) {
+    fill_deallocate(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+                    cmd);
+  } else if (req.opcode != IoOpcode::flush) {
+    const std::uint32_t shift = req.progress.block_shift;
+    n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
+    if (req.opcode != IoOpcode::write_zeroes) {
+      // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the
+      // first byte is in.
+      const std::uint64_t offset = req.progress.next_block << shift;
+      const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
+      n = std::min(n, (max_transfer_ - lead) >> shift);
+      if (n == 0) {
+        return Issue::refused;  // a block does not fit in MDTS from where its data starts
+      }
+      const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
+                                       prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_);
+      cmd.prp1 = p.prp1;
+      cmd.prp2 = p.prp2;
+    }
+    const std::uint64_t slba = req.lba + req.progress.next_block;
+    cmd.cdw10 = static_cast<std::uint32_t>(slba);
+    cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
+    cmd.cdw12 = static_cast<std::uint32_t>(n - 1) | (req.fua ? kFua : 0U);  // NLB, 0's based
+  }
+  free_.pop_back();
+  Slot& s = slots_[slot];
+  s.generation = static_cast<std::uint16_t>((s.generation + 1) & 0xfU);
+  cmd.cid = static_cast<std::uint16_t>((s.generation << kCidSlotBits) | slot);
+  req.progress.next_block += n;
+  req.progress.issued_all = req.progress.next_block == req.blocks;
+  std::memcpy(&sq_[sq_tail_], &cmd, sizeof(cmd));
+  sq_tail_ = sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1;
+  s.req = &req;
+  s.epoch = host_->epoch();
+  ++req.progress.in_flight;
+  return Issue::issued;
+}
+
+
+}  // namespace vfe::nvme
