@@ -46,16 +46,15 @@ bool to_block_io(const abi::IoDesc& d, std::uint16_t tag, BlockIo& io) noexcept 
 
 }  // namespace
 
-Queue::Queue(int cdev_fd, std::uint16_t qid, std::uint16_t depth, bool ioctl_ops, BlockTarget& target,
-             engine::Worker& worker) noexcept
-    : cdev_fd_(cdev_fd), qid_(qid), depth_(depth), ioctl_ops_(ioctl_ops), target_(&target), worker_(&worker) {}
+Queue::Queue(int cdev_fd, std::uint16_t qid, bool ioctl_ops, BlockTarget& target, engine::Worker& worker) noexcept
+    : cdev_fd_(cdev_fd), qid_(qid), ioctl_ops_(ioctl_ops), target_(&target), worker_(&worker) {}
 
 Result<std::unique_ptr<Queue>> Queue::open(int cdev_fd, std::uint16_t qid, std::uint16_t depth, bool ioctl_ops,
                                            BlockTarget& target, engine::Worker& worker) {
   if (depth == 0 || depth > abi::kMaxQueueDepth) {
     return Error::invalid("open ublk queue", "a depth of 1 to 4096");
   }
-  std::unique_ptr<Queue> q(new Queue(cdev_fd, qid, depth, ioctl_ops, target, worker));
+  std::unique_ptr<Queue> q(new Queue(cdev_fd, qid, ioctl_ops, target, worker));
   q->map_bytes_ = align_up(std::uint64_t{depth} * sizeof(abi::IoDesc), 4096);
   void* p = ::mmap(nullptr, q->map_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev_fd,
                    static_cast<off_t>(abi::kCmdBufOffset + qid * abi::kDescStride));

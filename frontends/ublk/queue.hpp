@@ -53,7 +53,7 @@ class Queue final : public engine::Pollable {
     abi::IoOp pending = abi::kFetchReq;        // the command last sent (or to send again)
     bool dead = false;
   };
-  Queue(int cdev_fd, std::uint16_t qid, std::uint16_t depth, bool ioctl_ops, BlockTarget& target,
+  Queue(int cdev_fd, std::uint16_t qid, bool ioctl_ops, BlockTarget& target,
         engine::Worker& worker) noexcept;
 
   static void on_cqe(engine::RingOp* op, int res) noexcept;
@@ -65,16 +65,15 @@ class Queue final : public engine::Pollable {
 
   int cdev_fd_;
   std::uint16_t qid_;
-  std::uint16_t depth_;
   bool ioctl_ops_;
   BlockTarget* target_;
   engine::Worker* worker_;
-  const abi::IoDesc* descs_ = nullptr;  // read-only mapping of depth_ descriptors
+  const abi::IoDesc* descs_ = nullptr;  // read-only mapping of one descriptor a tag
   std::size_t map_bytes_ = 0;
   std::vector<Tag> tags_;
   std::vector<std::uint16_t> deferred_;  // the target said -EAGAIN: asked again in poll()
   std::vector<std::uint16_t> unsent_;    // the ring's SQ was full: sent again in poll()
-  std::vector<std::uint16_t> scratch_;   // poll()'s copy of one of the lists (all three: depth_ reserved)
+  std::vector<std::uint16_t> scratch_;   // poll()'s copy of one of the lists (all three: a tag each reserved)
   bool added_ = false;                   // registered with the worker
   std::atomic<std::size_t> live_{0};
   std::atomic<std::uint64_t> served_{0};

@@ -6,7 +6,7 @@
 namespace vfe::ublk_tool {
 
 NvmeTarget::NvmeTarget(nvme::IoQueue& queue, const nvme::NamespaceInfo& ns) noexcept
-    : queue_(&queue), nsid_(ns.nsid), block_size_(ns.block_size) {}
+    : queue_(&queue), block_size_(ns.block_size) {}
 
 Result<std::unique_ptr<NvmeTarget>> NvmeTarget::create(nvme::IoQueue& queue, const nvme::NamespaceInfo& ns,
                                                        std::uint16_t depth, std::uint32_t max_io_bytes,

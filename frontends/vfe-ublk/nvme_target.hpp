@@ -40,7 +40,6 @@ class NvmeTarget final : public ublk::BlockTarget {
   static void on_complete(engine::Request* req, int status) noexcept;
 
   nvme::IoQueue* queue_;
-  std::uint32_t nsid_;
   std::uint32_t block_size_;
   std::vector<std::unique_ptr<Slot>> slots_;
 };

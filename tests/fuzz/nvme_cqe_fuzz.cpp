@@ -4,7 +4,8 @@
 //  - the decoded fields are in range (SCT 3 bits, CRD 2 bits) and re-encode to the status field:
 //    nothing is lost or invented; the phase tag (bit 0) changes nothing;
 //  - to_string() is never empty, is "success" exactly for ok(), and contains the code's name;
-//  - to_errno() is 0 exactly for ok(), else one of the documented errnos;
+//  - to_errno() is 0 exactly for ok(), else one of the documented errnos; worth_retry() holds
+//    only for a failure without DNR;
 //  - status_error() never has a zero code (even for a success status passed by mistake).
 
 #include <cerrno>
@@ -44,7 +45,9 @@ void check_status(std::uint16_t field) {
   const int err = nvme::to_errno(s);
   VFE_FUZZ_CHECK((err == 0) == s.ok());
   VFE_FUZZ_CHECK(err == 0 || err == EIO || err == EINVAL || err == EOPNOTSUPP || err == EROFS ||
-                 err == ERANGE || err == ENOSPC || err == ECANCELED);
+                 err == ERANGE || err == ENOSPC || err == ECANCELED || err == EILSEQ);
+  // Only a failure may be worth sending again, and never one marked Do Not Retry.
+  VFE_FUZZ_CHECK(!nvme::worth_retry(s) || (!s.ok() && !s.dnr));
   const vfe::Error e = nvme::status_error(s, "fuzz", "");
   VFE_FUZZ_CHECK(e.code.value() != 0 && !e.detail.empty());
 }
