@@ -64,6 +64,12 @@ class AdminQueue {
     std::lock_guard lock(mu_);
     return broken_;
   }
+  /// The same, for the watchdog: false while another thread runs a command (which may take up to
+  /// CAP.TO); the next tick asks again.
+  [[nodiscard]] bool broken_now() {
+    std::unique_lock lock(mu_, std::try_to_lock);
+    return lock.owns_lock() && broken_;
+  }
 
  private:
   [[nodiscard]] bool completion_ready() const noexcept;

@@ -20,7 +20,10 @@ using std::chrono::milliseconds;
 
 constexpr std::uint16_t kAdminEntries = 32;
 constexpr std::uint32_t kPageShift = 12;         // the driver's memory page: 4 KiB
-constexpr std::uint32_t kNvmeClassCode = 0x010802;  // mass storage / NVM / NVM Express (PCI code)
+constexpr std::uint32_t kNvmeClassCode = 0x010802;
+// The most one command carries when MDTS allows more or says no limit: each command slot of a
+// queue keeps PRP list pages for this much (5 pages at 8 MiB).
+constexpr std::uint64_t kMaxTransferBytes = 8ULL << 20;  // mass storage / NVM / NVM Express (PCI code)
 
 // Options that would divide by zero or never stop retrying are refused before anything opens.
 Result<void> check_options(const ControllerOptions& o) {
@@ -171,17 +174,18 @@ Result<void> Controller::identify() {
   write_zeroes_ = identity_.supports_write_zeroes();
   dataset_management_ = identity_.supports_dataset_management();
   compare_ = identity_.supports_compare();
-  // NVMe 2.0's CNS 06h; a controller that refuses it states no limits beyond MDTS.
+  // NVMe 2.0's CNS 06h; a controller that refuses it, with any status, states no limits beyond
+  // MDTS (Linux learned that some choke on it: NVME_CTRL_SKIP_ID_CNS_CS).
   auto limits = identify_page(cns::kIoCommandSetController, 0, "identify controller (NVM command set)");
   nvm_limits_.reset();
   if (limits) {
     VFE_TRY_ASSIGN(nvm_limits_, parse_identify_nvm_controller(*limits));
-  } else if (!limits.error().is(EINVAL)) {
-    return std::move(limits).error();  // not a refusal (Invalid Field): the controller did not answer
+  } else if (admin_->broken()) {
+    return std::move(limits).error();  // no answer at all; a status (Invalid Field & co.) is a refusal
   }
+  // All MDTS allows, in chained PRP lists, up to what each command slot keeps list pages for.
   max_transfer_ = identity_.max_transfer_bytes(cap_.mps_min());
-  const std::uint64_t one_list = (page_size() / sizeof(std::uint64_t)) * page_size();  // unchained PRP list
-  max_transfer_ = max_transfer_ == 0 ? one_list : std::min(max_transfer_, one_list);
+  max_transfer_ = max_transfer_ == 0 ? kMaxTransferBytes : std::min(max_transfer_, kMaxTransferBytes);
   VFE_TRY_ASSIGN(namespaces_, identify_namespaces());
   return ok();
 }

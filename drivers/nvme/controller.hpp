@@ -145,7 +145,8 @@ class Controller final : private QueueHost {
   [[nodiscard]] std::uint32_t version() const noexcept { return version_; }
   /// The memory page size the controller was configured with (CC.MPS); PRPs use it.
   [[nodiscard]] std::uint32_t page_size() const noexcept { return 1U << page_shift_; }
-  /// Largest transfer of one command in bytes (MDTS, and this driver's one-page PRP lists).
+  /// Largest transfer of one command in bytes: MDTS, at most 8 MiB (where MDTS allows more or
+  /// says no limit), in chained PRP lists.
   [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return max_transfer_; }
   /// True when the queues use shadow doorbells (see ControllerOptions::shadow_doorbells).
   [[nodiscard]] bool uses_shadow_doorbells() const noexcept { return shadow_mem_.has_value(); }
@@ -207,8 +208,9 @@ class Controller final : private QueueHost {
   [[nodiscard]] Result<FirmwareSlotLog> firmware_slot_log();
   /// Get Features (§5.21): the value in completion dword 0 and, with `q.data_bytes`, its data.
   [[nodiscard]] Result<FeatureValue> get_features(const FeatureQuery& q);
-  /// Set Features (§5.22); returns completion dword 0. Number of Queues (07h) and Host Memory
-  /// Buffer (0Dh) belong to the driver and are refused (EPERM).
+  /// Set Features (§5.22); returns completion dword 0. Number of Queues (07h), Asynchronous
+  /// Event Configuration (0Bh) and Host Memory Buffer (0Dh) belong to the driver and are refused
+  /// (EPERM).
   [[nodiscard]] Result<FeatureValue> set_features(const FeatureChange& c);
   /// True when the device offers the request interrupt and the watchdog watches it.
   [[nodiscard]] bool watches_device_requests() const noexcept { return req_irq_.has_value(); }

@@ -28,6 +28,20 @@ Result<void> check_log_query(const LogPageQuery& q, std::uint64_t max_transfer) 
   return ok();
 }
 
+// Features the driver sets itself: why a caller may not change them (nullptr: it may).
+const char* owned_by_driver(std::uint8_t fid) noexcept {
+  switch (fid) {
+    case feature::kNumberOfQueues:
+      return "it sets the number of queues at bring-up and after each reset";
+    case feature::kHostMemoryBuffer:
+      return "a host memory buffer is memory the driver would own";
+    case feature::kAsyncEventConfig:
+      return "it turns on the events it handles, again after each reset, and re-checks namespaces on their notices";
+    default:
+      return nullptr;
+  }
+}
+
 }  // namespace
 
 Result<Cqe> Controller::admin_transfer(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
@@ -53,7 +67,7 @@ Result<Cqe> Controller::admin_transfer(Sqe cmd, std::span<std::uint8_t> data, bo
   return admin_transfer_large(cmd, data, from_device, what);
 }
 
-// More than a page: memory of its own, with a PRP list after the data.
+// More than a page: memory of its own, with the PRP list pages after the data.
 Result<Cqe> Controller::admin_transfer_large(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
                                              const char* what) {
   if (data.size() > max_transfer_) {
@@ -61,7 +75,8 @@ Result<Cqe> Controller::admin_transfer_large(Sqe cmd, std::span<std::uint8_t> da
                                             max_transfer_));
   }
   const std::uint64_t list_at = align_up(data.size(), page_size());
-  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, list_at + page_size()));
+  const std::uint64_t list_bytes = prp_list_pages(data.size() / page_size() + 1, page_size()) * page_size();
+  VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, list_at + list_bytes));
   auto* bytes = mem.as<std::uint8_t>();
   std::memset(bytes, 0, data.size());
   if (!from_device) {
@@ -74,8 +89,9 @@ Result<Cqe> Controller::admin_transfer_large(Sqe cmd, std::span<std::uint8_t> da
   cmd.prp1 = p.prp1;
   cmd.prp2 = p.prp2;
   auto cqe = admin(cmd, what);
-  if (!cqe && cqe.error().is(ETIMEDOUT)) {
-    // The controller may still write there until it is reset: never hand the memory back.
+  if (!cqe && admin_->broken()) {
+    // No answer (or a foreign one): the controller may still write there until it is reset,
+    // so the memory is never handed back.
     log_error("nvme: {}: its {} bytes of DMA memory are abandoned after the timeout", what, mem.size());
     mem.abandon();
   } else if (cqe && from_device) {
@@ -130,7 +146,9 @@ Result<std::vector<std::uint8_t>> Controller::get_log_page(const LogPageQuery& q
 
 Result<std::vector<ErrorLogEntry>> Controller::error_log() {
   // ELPE + 1 entries of 64 bytes: what the controller keeps (§5.14.1.1).
-  const std::uint32_t bytes = (identity_.elpe + 1U) * static_cast<std::uint32_t>(kErrorLogEntrySize);
+  // (at most what one command carries; the rest are the oldest)
+  const auto whole = static_cast<std::uint64_t>(identity_.elpe + 1U) * kErrorLogEntrySize;
+  const auto bytes = static_cast<std::uint32_t>(std::min(whole, max_transfer_ / kErrorLogEntrySize * kErrorLogEntrySize));
   VFE_TRY_ASSIGN(const auto log, get_log_page(LogPageQuery{.lid = log_page::kError, .bytes = bytes}));
   return parse_error_log(log);
 }
@@ -166,12 +184,10 @@ Result<FeatureValue> Controller::get_features(const FeatureQuery& q) {
 }
 
 Result<FeatureValue> Controller::set_features(const FeatureChange& c) {
-  if (c.fid == feature::kNumberOfQueues || c.fid == feature::kHostMemoryBuffer) {
+  if (const char* why = owned_by_driver(c.fid); why != nullptr) {
     return Error::from_errno(EPERM, "set features",
                              fmt::format("feature {:#04x} belongs to the driver ({}); it is not changed from outside",
-                                         c.fid, c.fid == feature::kNumberOfQueues
-                                                    ? "it sets the number of queues at bring-up and after each reset"
-                                                    : "a host memory buffer is memory the driver would own"));
+                                         c.fid, why));
   }
   if (c.data.size() > kIdentifySize) {
     return Error::invalid("set features", fmt::format("feature {:#04x}: {} bytes of data; no feature takes more "

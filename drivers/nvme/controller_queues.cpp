@@ -24,7 +24,7 @@ Result<std::unique_ptr<IoQueue>> Controller::create_io_queue(engine::Worker& wor
   const bool interrupts = options.completion != engine::CompletionMode::polling;
   VFE_TRY_ASSIGN(const std::uint16_t qid, table_.claim(interrupts, irqs_ ? irqs_->count() : 0));
   auto release = ScopeGuard([&]() noexcept { table_.release(qid); });
-  const std::uint64_t bytes = IoQueue::memory_bytes(options.entries, page_size());
+  const std::uint64_t bytes = IoQueue::memory_bytes(options.entries, page_size(), max_transfer_);
   VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, bytes, {.hugepages = true, .numa_node = options.numa_node}));
   release.dismiss();  // from here the queue owns its ID, also when open fails: it frees it when it goes
   return IoQueue::open(*this, qid, options, std::move(mem), worker, interrupts ? irqs_->eventfd(qid) : -1);
@@ -51,11 +51,11 @@ Result<void> Controller::set_up_shadow_doorbells() {
   VFE_TRY_ASSIGN(auto mem, dma::DmaBuffer::allocate(*space_, 2 * shadow_half_));
   shadow_mem_.emplace(std::move(mem));
   if (auto r = configure_shadow_doorbells(); !r) {
-    log_warn("nvme {}: {}; using the doorbell registers only", device_->bdf().to_string(), r.error().message());
-    shadow_mem_.reset();
-    if (r.error().is(ETIMEDOUT)) {
-      return r;  // the admin queue is broken: bring-up cannot go on
+    if (admin_->broken()) {
+      return r;  // no answer: the controller may still write there (bring-up stops its DMA first)
     }
+    log_warn("nvme {}: {}; using the doorbell registers only", device_->bdf().to_string(), r.error().message());
+    shadow_mem_.reset();  // refused with a status: the controller does not use it
   }
   return ok();
 }

@@ -250,6 +250,9 @@ void Controller::check_health() noexcept {
                                     "another user; CSTS {:#x}, CC {:#x})",
                                     csts, bar_->read32(reg::kCc)));
   }
+  if (admin_->broken_now()) {
+    return recover(EIO, "an admin command got no answer, or the answer of another: the admin queue is out of step");
+  }
   const std::uint32_t max_age = timeout_ticks();
   int late_qid = -1;
   std::uint16_t late_cid = 0;

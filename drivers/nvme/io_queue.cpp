@@ -15,11 +15,23 @@ using detail::bump;
 using detail::kCidSlotBits;
 using detail::kCidSlotMask;
 
-IoQueue::Layout IoQueue::layout(std::uint32_t entries, std::uint32_t page_size) noexcept {
+IoQueue::Layout IoQueue::layout(std::uint32_t entries, std::uint32_t page_size, std::uint64_t max_transfer) noexcept {
   Layout l;
   l.cq = align_up(entries * sizeof(Sqe), page_size);
   l.prp_lists = l.cq + align_up(entries * sizeof(Cqe), page_size);
-  l.bytes = l.prp_lists + std::uint64_t{entries - 1} * page_size;
+  // Each command slot gets the list pages a command of max_transfer needs, as far as the queue's
+  // memory stays within one 2 MiB hugepage (what no-IOMMU mode can map; deeper queues keep one
+  // page a slot). The queue then carries at most what its slots' pages describe.
+  const std::uint64_t slots = entries - 1;
+  // A command touches at most max_transfer's pages (issue_next counts from the first byte's page).
+  const std::size_t needed = prp_list_pages(static_cast<std::size_t>(max_transfer / page_size), page_size);
+  const std::uint64_t room = l.prp_lists < kHugePage ? (kHugePage - l.prp_lists) / (slots * page_size) : 0;
+  const std::uint64_t pages = std::max<std::uint64_t>(1, std::min<std::uint64_t>(needed, room));
+  const std::uint64_t per_page = page_size / sizeof(std::uint64_t);
+  const std::uint64_t list_entries = pages == 1 ? per_page : pages * (per_page - 1) + 1;
+  l.list = pages * page_size;
+  l.max_transfer = std::min(max_transfer, (list_entries + 1) * page_size);  // PRP1's page and the list's
+  l.bytes = l.prp_lists + slots * l.list;
   return l;
 }
 
@@ -31,11 +43,11 @@ IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, 
       qid_(qid),
       entries_(options.entries),
       page_size_(params.page_size),
-      max_transfer_(params.max_transfer),
+      max_transfer_(layout(options.entries, params.page_size, params.max_transfer).max_transfer),
       // §3.1.24: SQ y tail doorbell at 1000h + (2y) x stride, CQ y head at 1000h + (2y + 1) x stride.
       sq_doorbell_(reg::kDoorbells + 2ULL * qid * params.doorbell_stride),
       cq_doorbell_(reg::kDoorbells + (2ULL * qid + 1) * params.doorbell_stride),
-      layout_(layout(entries_, page_size_)),
+      layout_(layout(entries_, page_size_, params.max_transfer)),
       memory_(std::move(memory)),
       retries_(params.retries),
       sq_(memory_.as<Sqe>()),
@@ -173,6 +185,9 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
   }
   req.status = Status{};
   req.progress = IoRequest::Progress{};
+  if (req.passthrough != nullptr) {
+    req.passthrough->result = 0;  // not a previous run's answer if this one never gets one
+  }
   // validate() found the namespace: remember its block size so the worker looks nothing up.
   req.progress.block_shift = static_cast<std::uint8_t>(block_shift(*host_->find_namespace(req.nsid)));
   return try_submit(&req) ? 0 : -EAGAIN;
@@ -249,7 +264,7 @@ void IoQueue::ring_sq(std::uint64_t issued) noexcept {
 
 void IoQueue::ring_cq() noexcept {
   if (shadow_cq_ != nullptr) {
-    mmio::io_mb();  // the entries read before the shadow head that frees them for reuse
+    mmio::io_rmb();  // the entries read before the shadow head that frees them (needs_mmio fences after)
     if (!needs_mmio(shadow_cq_, event_cq_, cq_head_)) {
       return;
     }

@@ -78,7 +78,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   using engine::QueuePair::worker;
 
   /// Made by `Controller::create_io_queue`, which claims `qid` and allocates `memory`
-  /// (`memory_bytes(options.entries, page size)`, page aligned): attaches the queue to `worker`
+  /// (`memory_bytes(options.entries, page size, max transfer)`, page aligned): attaches the queue to `worker`
   /// (`eventfd`: its MSI-X vector's, or -1 when polled), then has `host` create it on the device
   /// and list it.
   [[nodiscard]] static Result<std::unique_ptr<IoQueue>> open(QueueHost& host, std::uint16_t qid,
@@ -106,11 +106,18 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] std::uint16_t qid() const noexcept { return qid_; }
   /// Submission and completion queue entries; entries() - 1 commands can be in flight.
   [[nodiscard]] std::uint32_t entries() const noexcept { return entries_; }
+  /// The most one command of this queue carries, counted in pages from the one its data starts
+  /// in: the controller's `max_transfer_bytes()`, or less on a deep queue of a controller whose
+  /// MDTS passes 2 MiB (its command slots keep one PRP list page, 2 MiB and a page, so that the
+  /// queue's memory stays within one 2 MiB hugepage). Requests are split at this size.
+  [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return max_transfer_; }
   /// Counters, readable from any thread (relaxed).
   [[nodiscard]] const IoQueueStats& stats() const noexcept { return stats_; }
-  /// Bytes of queue memory for `entries`: [SQ | CQ | one PRP list page per command slot].
-  [[nodiscard]] static std::uint64_t memory_bytes(std::uint32_t entries, std::uint32_t page_size) noexcept {
-    return layout(entries, page_size).bytes;
+  /// Bytes of queue memory for `entries`: [SQ | CQ | the PRP list pages of each command slot, as
+  /// many as a command of `max_transfer` bytes needs while the whole stays within 2 MiB].
+  [[nodiscard]] static std::uint64_t memory_bytes(std::uint32_t entries, std::uint32_t page_size,
+                                                  std::uint64_t max_transfer) noexcept {
+    return layout(entries, page_size, max_transfer).bytes;
   }
 
  private:
@@ -119,13 +126,25 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
     std::uint32_t epoch = 0;
     std::uint16_t generation = 0;  // of the command in it; the CID's top 4 bits
   };
-  // Byte offsets in the queue memory: the SQ at 0, then the CQ, then the PRP list pages.
+  // Byte offsets in the queue memory: the SQ at 0, then the CQ, then the PRP list pages, `list`
+  // bytes of them per command slot.
   struct Layout {
     std::uint64_t cq = 0;
     std::uint64_t prp_lists = 0;
+    std::uint64_t list = 0;
+    std::uint64_t max_transfer = 0;  // what one command of this queue carries
     std::uint64_t bytes = 0;
   };
-  [[nodiscard]] static Layout layout(std::uint32_t entries, std::uint32_t page_size) noexcept;
+  static constexpr std::uint64_t kHugePage = 2ULL << 20;
+  [[nodiscard]] static Layout layout(std::uint32_t entries, std::uint32_t page_size,
+                                     std::uint64_t max_transfer) noexcept;
+  // Command slot `slot`'s PRP list pages, and their device address.
+  [[nodiscard]] std::uint64_t* slot_list(std::uint16_t slot) const noexcept {
+    return prp_lists_ + slot * (layout_.list / sizeof(std::uint64_t));
+  }
+  [[nodiscard]] std::uint64_t slot_list_iova(std::uint16_t slot) const noexcept {
+    return prp_lists_iova_ + slot * layout_.list;
+  }
   IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, const IoQueueOptions& options,
           dma::DmaBuffer memory);
 
@@ -166,7 +185,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   void finish_command(std::uint16_t slot, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
   [[nodiscard]] int validate(const IoRequest& req) const noexcept;
-  [[nodiscard]] int validate_passthrough(const IoRequest& req) const noexcept;
+  [[nodiscard]] int validate_passthrough(const IoRequest& req, const NamespaceInfo& ns) const noexcept;
   [[nodiscard]] int submit_counted(IoRequest& req) noexcept;
 
   QueueHost* host_;

@@ -67,7 +67,7 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
     return -EOPNOTSUPP;  // formats with metadata are not supported by this driver
   }
   if (req.passthrough != nullptr) {
-    return validate_passthrough(req);
+    return validate_passthrough(req, *ns);
   }
   switch (req.opcode) {
     case IoOpcode::flush:
@@ -108,17 +108,43 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
   return -EINVAL;
 }
 
-// One command, as composed: data only where the opcode says it moves some, and no more than
-// one command carries (the driver cannot know how to split a command it does not know).
-int IoQueue::validate_passthrough(const IoRequest& req) const noexcept {
+namespace {
+
+// The bytes a command the driver knows the layout of moves, from its own dwords (0: not known).
+std::uint64_t known_length(const PassthroughCommand& pt, std::uint32_t shift) noexcept {
+  switch (pt.opcode) {
+    case static_cast<std::uint8_t>(IoOpcode::write):
+    case static_cast<std::uint8_t>(IoOpcode::read):
+    case static_cast<std::uint8_t>(IoOpcode::compare):
+      return ((pt.cdw12 & 0xffffULL) + 1) << shift;  // NLB, 0's based
+    case static_cast<std::uint8_t>(IoOpcode::dataset_management):
+      return ((pt.cdw10 & 0xffULL) + 1) * sizeof(DsmRange);  // NR, 0's based
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+// One command, as composed: data exactly where the opcode says it moves some (bits 1:0), no more
+// than one command carries (the driver cannot split a command it does not know), and for the
+// commands whose length the driver can read from their dwords, exactly that much: a command
+// that moved more than its buffer would have the controller take PRP2 or stale list entries
+// for addresses, and DMA where it should not.
+int IoQueue::validate_passthrough(const IoRequest& req, const NamespaceInfo& ns) const noexcept {
+  const PassthroughCommand& pt = *req.passthrough;
   const std::uint64_t bytes = data_bytes(req.data);
-  if (req.blocks != 0) {
+  if (req.blocks != 0 || (bytes == 0) != ((pt.opcode & 3U) == 0) || (bytes == 0 && !req.data.empty())) {
     return -EINVAL;
   }
   if (bytes == 0) {
-    return req.data.empty() ? 0 : -EINVAL;
+    return 0;
   }
-  if ((req.passthrough->opcode & 3U) == 0 || check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+  if (check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+    return -EINVAL;
+  }
+  const std::uint64_t known = known_length(pt, block_shift(ns));
+  if (known != 0 && known != bytes) {
     return -EINVAL;
   }
   const std::uint64_t lead = data_address(req.data, 0) & (page_size_ - 1);
@@ -137,17 +163,18 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
   if (req.passthrough != nullptr) {
-    fill_passthrough(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+    fill_passthrough(req, page_size_, slot_list(slot), slot_list_iova(slot),
                      cmd);
   } else if (req.opcode == IoOpcode::dataset_management) {
-    fill_deallocate(req, page_size_, prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_,
+    fill_deallocate(req, page_size_, slot_list(slot), slot_list_iova(slot),
                     cmd);
   } else if (req.opcode != IoOpcode::flush) {
     const std::uint32_t shift = req.progress.block_shift;
     n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {
       // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the
-      // first byte is in.
+      // first byte is in: a command never touches more than MDTS's pages (QEMU refuses one that
+      // maps more than 1024 pages, whatever its byte count).
       const std::uint64_t offset = req.progress.next_block << shift;
       const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
       n = std::min(n, (max_transfer_ - lead) >> shift);
@@ -155,7 +182,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
         return Issue::refused;  // a block does not fit in MDTS from where its data starts
       }
       const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
-                                       prp_lists_ + slot * (page_size_ / 8), prp_lists_iova_ + slot * page_size_);
+                                       slot_list(slot), slot_list_iova(slot));
       cmd.prp1 = p.prp1;
       cmd.prp2 = p.prp2;
     }

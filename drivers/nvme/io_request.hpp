@@ -17,7 +17,11 @@ namespace vfe::nvme {
 /// An NVM I/O command the driver has no opcode of its own for (Verify, vendor commands ...), as the
 /// caller composed it. The driver adds the command ID, the namespace (`IoRequest::nsid`) and the
 /// data pointers (PRPs for `IoRequest::data`), and sends it as one command: its data must fit in
-/// `Controller::max_transfer_bytes()`. Like any request it goes again after a failure without Do
+/// `IoQueue::max_transfer_bytes()`, be there exactly when the opcode's bits 1:0 say the command
+/// moves some, and, for read, write, compare and dataset management, be exactly as long as the
+/// command's own dwords say (NLB, NR); else submit refuses it with -EINVAL. For other opcodes
+/// the caller answers for the length: a buffer shorter than the command moves lets the
+/// controller DMA where it should not. Like any request it goes again after a failure without Do
 /// Not Retry or a controller reset (see `IoRequest`): send only commands that may run twice.
 struct PassthroughCommand {
   std::uint8_t opcode = 0;  ///< bits 1:0 give the data direction: 00b none, 01b to the controller,

@@ -1,5 +1,7 @@
 #include "drivers/nvme/prp.hpp"
 
+#include <algorithm>
+
 namespace vfe::nvme {
 namespace {
 
@@ -22,6 +24,15 @@ Cursor seek(std::span<const DataSegment> segs, std::uint64_t offset) noexcept {
 
 std::uint64_t address(std::span<const DataSegment> segs, const Cursor& c) noexcept {
   return dma::to_u64(segs[c.seg].iova) + c.in_seg;
+}
+
+// Moves `c` on by `bytes` (it may end past the last segment: then it is not read again).
+void advance(std::span<const DataSegment> segs, Cursor& c, std::uint64_t bytes) noexcept {
+  c.in_seg += bytes;
+  while (c.seg < segs.size() && c.in_seg >= segs[c.seg].length) {
+    c.in_seg -= segs[c.seg].length;
+    ++c.seg;
+  }
 }
 
 }  // namespace
@@ -65,23 +76,47 @@ std::size_t prp_page_count(std::span<const DataSegment> segs, std::uint32_t page
   return static_cast<std::size_t>((first + len + page_size - 1) / page_size);
 }
 
+std::size_t prp_list_pages(std::size_t pages, std::uint32_t page_size) noexcept {
+  const std::size_t per_page = page_size / sizeof(std::uint64_t);
+  const std::size_t entries = pages > 1 ? pages - 1 : 0;
+  if (entries <= per_page) {
+    return 1;
+  }
+  // Every page but the last gives its last slot to the pointer to the next one.
+  return (entries - 1 + per_page - 2) / (per_page - 1);
+}
+
+std::size_t prp_list_slots(std::size_t pages, std::uint32_t page_size) noexcept {
+  const std::size_t entries = pages > 1 ? pages - 1 : 0;
+  return std::max<std::size_t>(1, entries + prp_list_pages(pages, page_size) - 1);
+}
+
 PrpPointers build_prps(std::span<const DataSegment> segs, std::uint32_t page_size, std::uint64_t offset,
                        std::uint64_t len, std::uint64_t* list, std::uint64_t list_iova) noexcept {
   const std::uint64_t page_mask = page_size - 1;
+  const std::size_t per_page = page_size / sizeof(std::uint64_t);
   Cursor c = seek(segs, offset);
   PrpPointers p{address(segs, c), 0};
   // Bytes of the first page; every later entry is a whole page (or the tail of the data).
-  std::uint64_t done = page_size - (p.prp1 & page_mask);
-  if (done >= len) {
+  const std::uint64_t first = page_size - (p.prp1 & page_mask);
+  if (first >= len) {
     return p;
   }
   // The pages after the first go to the list; with only one of them, PRP2 names it directly and
-  // the list entry written is never read by the controller.
-  std::size_t n = 0;
-  for (; done < len; done += page_size) {
-    list[n++] = address(segs, seek(segs, offset + done));
+  // the list entry written is never read by the controller. Segment boundaries are page
+  // boundaries after the first page, so the cursor moves a page at a time.
+  const std::uint64_t entries = (len - first + page_size - 1) / page_size;
+  advance(segs, c, first);
+  std::size_t at = 0;  // the next list slot, across the list's pages
+  for (std::uint64_t n = 0; n < entries; ++n) {
+    if (at % per_page == per_page - 1 && entries - n > 1) {
+      list[at] = list_iova + (at + 1) * sizeof(std::uint64_t);  // the next list page
+      ++at;
+    }
+    list[at++] = address(segs, c);
+    advance(segs, c, page_size);
   }
-  p.prp2 = n == 1 ? list[0] : list_iova;
+  p.prp2 = entries == 1 ? list[0] : list_iova;
   return p;
 }
 

@@ -46,11 +46,21 @@ struct PrpPointers {
   std::uint64_t prp2 = 0;
 };
 
+/// The PRP list pages a command touching `pages` memory pages needs: its `pages - 1` entries
+/// after PRP1, one page holding page_size / 8 of them, and when there are more, each full page's
+/// last entry pointing to the next page instead (§4.3). At least 1 (see build_prps).
+[[nodiscard]] std::size_t prp_list_pages(std::size_t pages, std::uint32_t page_size) noexcept;
+
+/// The 8-byte list slots build_prps writes for `pages` pages: the entries plus the pointers that
+/// chain the list pages (at least 1).
+[[nodiscard]] std::size_t prp_list_slots(std::size_t pages, std::uint32_t page_size) noexcept;
+
 /// Describes bytes [offset, offset + len) of `segs` (which passed check_prp_layout; len > 0).
 /// Up to two pages need no list. With more, the pages after the first are written to `list`
-/// (whose device address is `list_iova`, page aligned), and PRP2 points at it; `list` must hold
-/// prp_page_count() - 1 entries (at most one page of them: this driver does not chain lists) and
-/// is written even for two pages, where PRP2 names the second page itself.
+/// (whose device address is `list_iova`, page aligned, and which holds
+/// prp_list_pages(prp_page_count(...)) contiguous pages), chained from page to page when they
+/// do not fit in one, and PRP2 points at it. The list is written even for two pages, where PRP2
+/// names the second page itself. Linear in the pages described.
 [[nodiscard]] PrpPointers build_prps(std::span<const DataSegment> segs, std::uint32_t page_size,
                                      std::uint64_t offset, std::uint64_t len, std::uint64_t* list,
                                      std::uint64_t list_iova) noexcept;

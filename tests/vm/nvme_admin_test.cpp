@@ -71,9 +71,9 @@ TEST(NvmeAdminVm, HealthErrorAndFirmwareLogs) {
   EXPECT_GE(after.host_writes.low - before.host_writes.low, 3U) << "three write commands";
 
   VFE_ASSERT_OK_AND_ASSIGN(const auto errors, c->error_log());
-  EXPECT_LE(errors.size(), c->identity().elpe + 1U);
+  EXPECT_TRUE(errors.empty()) << "QEMU 7.2 keeps one error log entry and never fills it";
   VFE_ASSERT_OK_AND_ASSIGN(const nvme::FirmwareSlotLog fw, c->firmware_slot_log());
-  EXPECT_GE(fw.active_slot, 1);
+  ASSERT_GE(fw.active_slot, 1);
   // QEMU 7.2 keeps "1.0" in slot 1, not its Identify FR ("7.2.x"): a revision, whichever.
   EXPECT_FALSE(fw.revisions[fw.active_slot - 1].empty()) << "the running slot holds a revision";
 
@@ -125,6 +125,9 @@ TEST(NvmeAdminVm, GetAndSetFeatures) {
   const auto queues = c->set_features({.fid = nvme::feature::kNumberOfQueues});
   ASSERT_FALSE(queues);
   EXPECT_TRUE(queues.error().is(EPERM)) << queues.error().message();
+  const auto events = c->set_features({.fid = nvme::feature::kAsyncEventConfig, .cdw11 = 0});
+  ASSERT_FALSE(events);
+  EXPECT_TRUE(events.error().is(EPERM)) << "the driver's own: " << events.error().message();
   const auto unknown = c->get_features({.fid = 0x7f});
   ASSERT_FALSE(unknown);
   EXPECT_TRUE(unknown.error().is(EINVAL)) << unknown.error().message();

@@ -163,7 +163,7 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -drive "file=$disk_dir/nvme0-ublk.img,if=none,id=nvm0u,format=raw,discard=unmap"
   -device nvme-ns,drive=nvm0u,bus=nvme0,nsid=4
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw,discard=unmap"
-  -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1
+  -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1,mdts=10
   -device edu,bus=pcie.0
   -netdev hubport,hubid=0,id=hp0 -device e1000e,netdev=hp0,bus=pcie.0,mac=52:54:00:12:34:01
   -netdev hubport,hubid=0,id=hp1 -device e1000e,netdev=hp1,bus=pcie.0,mac=52:54:00:12:34:02

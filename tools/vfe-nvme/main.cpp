@@ -130,6 +130,7 @@ int run(const Common& common, const Args& args, const Command& command) {
   }
   nvme::ControllerOptions options;
   options.io_queues = 1;
+  options.shadow_doorbells = false;  // no I/O queue: nothing to hand the controller buffers for
   if (common.mode != "auto") {
     auto mode = vfe::vfio::parse_iommu_mode(common.mode);
     if (!mode) {
@@ -217,7 +218,12 @@ int main(int argc, char** argv) {
   Args a;
   std::map<CLI::App*, Command> commands;
   add_commands(app, common, a, commands);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);  // prints the help, or the error and a hint
+    return rc == 0 ? 0 : 2;      // a usage error exits 2, as a bad BDF does; a failure 1
+  }
   for (const auto& [sub, command] : commands) {
     if (sub->parsed()) {
       return run(common, a, command);

@@ -27,7 +27,9 @@ int celsius(std::uint16_t kelvin) { return static_cast<int>(kelvin) - 273; }
 
 void append_text(std::string& out, const Json& j, const std::string& indent);
 
-void append_field(std::string& out, const std::string& key, const Json& v, const std::string& indent) {
+// `base`: the offset of raw data's first byte in what it was read from (a log read with --lpo).
+void append_field(std::string& out, const std::string& key, const Json& v, const std::string& indent,
+                  std::uint64_t base = 0) {
   if (v.is_object() || v.is_array()) {
     out += fmt::format("{}{}:\n", indent, key);
     append_text(out, v, indent + "  ");
@@ -36,7 +38,7 @@ void append_field(std::string& out, const std::string& key, const Json& v, const
   if (key == "data" && v.is_string()) {  // raw bytes: a hex dump, 16 bytes a line
     const std::string h = v.get<std::string>();
     for (std::size_t at = 0; at < h.size(); at += 32) {
-      out += fmt::format("{}{:04x}: {}\n", indent, at / 2, h.substr(at, 32));
+      out += fmt::format("{}{:04x}: {}\n", indent, base + at / 2, h.substr(at, 32));
     }
     return;
   }
@@ -50,8 +52,10 @@ void append_text(std::string& out, const Json& j, const std::string& indent) {
     }
     return;
   }
+  const auto offset = j.find("offset");
+  const std::uint64_t base = offset != j.end() && offset->is_number_unsigned() ? offset->get<std::uint64_t>() : 0;
   for (const auto& [key, value] : j.items()) {
-    append_field(out, key, value, indent);
+    append_field(out, key, value, indent, base);
   }
 }
 

@@ -47,5 +47,15 @@ TEST(IoQueueApi, OnlyValidatedSubmissionIsOffered) {
   EXPECT_TRUE(HasSubmit<IoQueue>);
 }
 
+// [SQ | CQ | PRP list pages per command slot]: as many list pages as MDTS needs (chained past
+// one), as far as the queue stays within one 2 MiB hugepage.
+TEST(IoQueueMemory, ChainedListPagesWhileTheQueueFitsOneHugepage) {
+  EXPECT_EQ(IoQueue::memory_bytes(256, 4096, 512U << 10), 20480U + 255U * 4096) << "MDTS 512 KiB: a page a slot";
+  EXPECT_EQ(IoQueue::memory_bytes(32, 4096, 4U << 20), 8192U + 31U * 2 * 4096) << "4 MiB, 1023 entries: two pages";
+  EXPECT_EQ(IoQueue::memory_bytes(256, 4096, 4U << 20), 20480U + 255U * 4096)
+      << "two pages a slot would pass 2 MiB: one page, and the queue carries 2 MiB and a page a command";
+  EXPECT_EQ(IoQueue::memory_bytes(64, 4096, 8U << 20), 8192U + 63U * 5 * 4096) << "8 MiB: five pages a slot";
+}
+
 }  // namespace
 }  // namespace vfe::nvme

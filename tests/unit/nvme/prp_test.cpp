@@ -24,8 +24,9 @@ DataSegment seg(std::uint64_t iova, std::uint64_t length) {
   return DataSegment{dma::Iova{iova}, length};
 }
 
-// Runs build_prps into a poisoned list and keeps the entries it wrote (prp_page_count() - 1 of
-// them), checking that nothing past them was touched.
+// Runs build_prps into a poisoned list and keeps the slots it wrote (prp_list_slots(): the
+// prp_page_count() - 1 entries and the pointers chaining list pages), checking that nothing past
+// them was touched.
 struct Built {
   PrpPointers p;
   std::vector<std::uint64_t> list;
@@ -33,10 +34,10 @@ struct Built {
 
 Built build(std::span<const DataSegment> segs, std::uint64_t offset, std::uint64_t len,
             std::uint32_t page = kPage) {
-  std::vector<std::uint64_t> list(page / 8 + 1, kPoison);
   const std::size_t pages = prp_page_count(segs, page, offset, len);
+  std::vector<std::uint64_t> list(prp_list_pages(pages, page) * page / 8 + 1, kPoison);
   Built b{build_prps(segs, page, offset, len, list.data(), kListIova), {}};
-  const std::size_t entries = pages - 1;
+  const std::size_t entries = pages > 1 ? prp_list_slots(pages, page) : 0;
   for (std::size_t i = entries; i < list.size(); ++i) {
     EXPECT_EQ(list[i], kPoison) << "entry " << i << " written past the " << entries << " expected";
   }
@@ -163,6 +164,55 @@ TEST(BuildPrps, FullListPage) {
   ASSERT_EQ(b.list.size(), 512U);
   EXPECT_EQ(b.list.front(), 0x1001000U);
   EXPECT_EQ(b.list.back(), 0x1000000U + 512 * 4096);
+}
+
+TEST(PrpListPages, OnePageUntilItOverflowsThenChained) {
+  EXPECT_EQ(prp_list_pages(1, kPage), 1U);
+  EXPECT_EQ(prp_list_slots(1, kPage), 1U);
+  EXPECT_EQ(prp_list_pages(513, kPage), 1U) << "512 entries fill one page";
+  EXPECT_EQ(prp_list_slots(513, kPage), 512U);
+  EXPECT_EQ(prp_list_pages(514, kPage), 2U) << "513 entries: 511 and a pointer, then 2";
+  EXPECT_EQ(prp_list_slots(514, kPage), 514U);
+  EXPECT_EQ(prp_list_pages(1024, kPage), 2U) << "1023 entries: 511 and a pointer, then 512";
+  EXPECT_EQ(prp_list_pages(1025, kPage), 3U) << "1024 entries (4 MiB and a page): a third page";
+  EXPECT_EQ(prp_list_slots(1025, kPage), 1026U);
+}
+
+TEST(BuildPrps, ListChainedOverTwoPages) {
+  // 514 pages: PRP1 and 513 entries, which take a second list page.
+  const std::uint64_t len = 514ULL * 4096;
+  const std::array s{seg(0x1000000, len)};
+  const Built b = build(s, 0, len);
+  EXPECT_EQ(b.p.prp2, kListIova);
+  ASSERT_EQ(b.list.size(), 514U);
+  EXPECT_EQ(b.list[510], 0x1000000U + 511 * 4096) << "the last entry of the first page";
+  EXPECT_EQ(b.list[511], kListIova + 4096) << "the first page's last slot points to the second";
+  EXPECT_EQ(b.list[512], 0x1000000U + 512 * 4096);
+  EXPECT_EQ(b.list[513], 0x1000000U + 513 * 4096);
+}
+
+TEST(BuildPrps, FourMibUnalignedTakesThreeChainedPages) {
+  // 4 MiB from 8 bytes into a page: 1025 pages, 1024 entries over three list pages, across two
+  // segments that meet on a page boundary.
+  const std::uint64_t len = 4ULL << 20;
+  const std::array s{seg(0x2000008, (2ULL << 20) - 8), seg(0x9000000, (2ULL << 20) + 8)};
+  const Built b = build(s, 0, len);
+  EXPECT_EQ(b.p.prp1, 0x2000008U);
+  EXPECT_EQ(b.p.prp2, kListIova);
+  ASSERT_EQ(b.list.size(), 1026U);
+  std::vector<std::uint64_t> entries;  // the list without its chain pointers
+  for (std::size_t i = 0; i < b.list.size(); ++i) {
+    if (i == 511 || i == 1023) {
+      EXPECT_EQ(b.list[i], kListIova + (i + 1) * 8) << "slot " << i << " chains to the next page";
+      continue;
+    }
+    entries.push_back(b.list[i]);
+  }
+  ASSERT_EQ(entries.size(), 1024U);
+  EXPECT_EQ(entries[0], 0x2001000U);
+  EXPECT_EQ(entries[510], 0x2000000U + 511 * 4096) << "the last page of the first segment";
+  EXPECT_EQ(entries[511], 0x9000000U) << "the second segment's first page";
+  EXPECT_EQ(entries[1023], 0x9000000U + 512 * 4096) << "its 8-byte tail";
 }
 
 TEST(BuildPrps, UnalignedStartSpillsIntoAnExtraPage) {
