@@ -36,6 +36,7 @@ QueueParams Controller::queue_params() noexcept {
           .max_transfer = max_transfer_,
           .doorbell_stride = cap_.doorbell_stride(),
           .retries = options_.retries,
+          .sgls = identity_.sgls,
           .shadow_doorbells = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() : nullptr,
           .event_indexes = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() + shadow_half_ / 4 : nullptr};
 }

@@ -50,6 +50,8 @@ IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, 
       layout_(layout(entries_, page_size_, params.max_transfer)),
       memory_(std::move(memory)),
       retries_(params.retries),
+      sgl_((params.sgls & 3U) != 0),
+      sgl_dword_((params.sgls & 3U) == 2),
       sq_(memory_.as<Sqe>()),
       cq_(reinterpret_cast<volatile Cqe*>(memory_.as<std::uint8_t>() + layout_.cq)),
       prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + layout_.prp_lists)),
@@ -185,6 +187,9 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
   }
   req.status = Status{};
   req.progress = IoRequest::Progress{};
+  // Data PRPs cannot describe goes by SGLs (validate() let it through only where they serve).
+  req.progress.sgl = req.passthrough == nullptr && req.opcode != IoOpcode::dataset_management && !req.data.empty() &&
+                     check_prp_layout(req.data, page_size_) != PrpLayoutError::none;
   if (req.passthrough != nullptr) {
     req.passthrough->result = 0;  // not a previous run's answer if this one never gets one
   }

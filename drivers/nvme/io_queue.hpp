@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/result.hpp"
 #include "dma/dma_buffer.hpp"
 #include "drivers/nvme/io_request.hpp"
 #include "drivers/nvme/queue_host.hpp"
+#include "drivers/nvme/sgl.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "engine/queue_pair.hpp"
 #include "mmio/region.hpp"
@@ -145,6 +147,12 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] std::uint64_t slot_list_iova(std::uint16_t slot) const noexcept {
     return prp_lists_iova_ + slot * layout_.list;
   }
+  // The same memory as SGL descriptors: one page of them (QEMU maps at most 1024 pieces a command).
+  [[nodiscard]] std::span<SglDescriptor> slot_sgl(std::uint16_t slot) const noexcept {
+    return {reinterpret_cast<SglDescriptor*>(slot_list(slot)), page_size_ / sizeof(SglDescriptor)};
+  }
+  [[nodiscard]] bool data_layout_ok(std::span<const DataSegment> data) const noexcept;
+  void fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sqe& cmd) noexcept;
   IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, const IoQueueOptions& options,
           dma::DmaBuffer memory);
 
@@ -204,6 +212,8 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   Layout layout_;
   dma::DmaBuffer memory_;  // laid out by layout_, page aligned
   std::uint32_t retries_;  // ControllerOptions::retries
+  bool sgl_;        // the controller takes SGLs for NVM commands (SGLS bits 1:0 not 00b)
+  bool sgl_dword_;  // ... with dword-aligned addresses and lengths only (10b)
   Sqe* sq_;
   volatile Cqe* cq_;
   std::uint64_t* prp_lists_;

@@ -98,8 +98,7 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
       if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > (~0ULL >> shift)) {
         return -EINVAL;
       }
-      if (data_bytes(req.data) != req.blocks << shift ||
-          check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
+      if (data_bytes(req.data) != req.blocks << shift || !data_layout_ok(req.data)) {
         return -EINVAL;
       }
       return 0;
@@ -125,6 +124,40 @@ std::uint64_t known_length(const PassthroughCommand& pt, std::uint32_t shift) no
 }
 
 }  // namespace
+
+// PRPs describe the data, or, where the controller takes them, SGLs do.
+bool IoQueue::data_layout_ok(std::span<const DataSegment> data) const noexcept {
+  return check_prp_layout(data, page_size_) == PrpLayoutError::none || (sgl_ && sgl_layout_ok(data, sgl_dword_));
+}
+
+// The data pointer of the command for the next `n` blocks of `req` (n is cut to what one command
+// carries): PRPs, as many blocks as fit in max_transfer_ bytes' worth of pages counted from the
+// page the first byte is in (a command never touches more than MDTS's pages: QEMU refuses one
+// that maps more than 1024, whatever its byte count); or SGLs, max_transfer_ bytes in at most a
+// page of descriptors. n = 0: a block does not fit.
+void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sqe& cmd) noexcept {
+  const std::uint32_t shift = req.progress.block_shift;
+  const std::uint64_t offset = req.progress.next_block << shift;
+  if (req.progress.sgl) {
+    n = std::min(n, max_transfer_ >> shift);
+    n = std::min(n, sgl_bytes_within(req.data, offset, n << shift, slot_sgl(slot).size()) >> shift);
+    if (n != 0) {
+      SglDescriptor d;
+      build_sgl(req.data, offset, n << shift, slot_sgl(slot), slot_list_iova(slot), d);
+      cmd.flags = sgl::kPsdtSgl;
+      cmd.prp1 = d.address;  // the 16-byte data pointer: address, then length, then type
+      cmd.prp2 = d.length | (std::uint64_t{d.type} << 56);
+    }
+    return;
+  }
+  const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
+  n = std::min(n, (max_transfer_ - lead) >> shift);
+  if (n != 0) {
+    const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift, slot_list(slot), slot_list_iova(slot));
+    cmd.prp1 = p.prp1;
+    cmd.prp2 = p.prp2;
+  }
+}
 
 // One command, as composed: data exactly where the opcode says it moves some (bits 1:0), no more
 // than one command carries (the driver cannot split a command it does not know), and for the
@@ -163,28 +196,16 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
   if (req.passthrough != nullptr) {
-    fill_passthrough(req, page_size_, slot_list(slot), slot_list_iova(slot),
-                     cmd);
+    fill_passthrough(req, page_size_, slot_list(slot), slot_list_iova(slot), cmd);
   } else if (req.opcode == IoOpcode::dataset_management) {
-    fill_deallocate(req, page_size_, slot_list(slot), slot_list_iova(slot),
-                    cmd);
+    fill_deallocate(req, page_size_, slot_list(slot), slot_list_iova(slot), cmd);
   } else if (req.opcode != IoOpcode::flush) {
-    const std::uint32_t shift = req.progress.block_shift;
     n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {
-      // As many blocks as fit in max_transfer_ bytes' worth of pages, counted from the page the
-      // first byte is in: a command never touches more than MDTS's pages (QEMU refuses one that
-      // maps more than 1024 pages, whatever its byte count).
-      const std::uint64_t offset = req.progress.next_block << shift;
-      const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
-      n = std::min(n, (max_transfer_ - lead) >> shift);
+      fill_data(req, slot, n, cmd);
       if (n == 0) {
-        return Issue::refused;  // a block does not fit in MDTS from where its data starts
+        return Issue::refused;  // a block does not fit in one command from where its data starts
       }
-      const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift,
-                                       slot_list(slot), slot_list_iova(slot));
-      cmd.prp1 = p.prp1;
-      cmd.prp2 = p.prp2;
     }
     const std::uint64_t slba = req.lba + req.progress.next_block;
     cmd.cdw10 = static_cast<std::uint32_t>(slba);

@@ -61,7 +61,9 @@ struct IoRequest : engine::Request {
   /// management and passthrough.
   std::uint64_t blocks = 0;
   /// Where the data lies (read, write, compare: the data the blocks must equal): exactly blocks x
-  /// block size bytes, laid out as PRPs allow (see `check_prp_layout`). Passthrough: what the
+  /// block size bytes, laid out as PRPs allow (see `check_prp_layout`), or, where the controller
+  /// supports SGLs (Identify SGLS), in pieces of any length at any address (dword aligned where
+  /// SGLS says so; see `sgl_layout_ok`), which go as SGLs. Passthrough: what the
   /// command transfers, in one command, or nothing. Dataset management: the ranges, 1 to kMaxDsmRanges
   /// `DsmRange`s (16 bytes each) in DMA memory; every range is deallocated (Attribute
   /// Deallocate), and `lba` is unused. Empty for flush and write zeroes. Must stay valid until
@@ -90,6 +92,7 @@ struct IoRequest : engine::Request {
     std::uint8_t block_shift = 0;  ///< log2 of the namespace's block size, found once at submit
     std::uint8_t attempts = 0;     ///< times the request went again (see above)
     bool retry = false;            ///< a command failed in a way worth another attempt
+    bool sgl = false;              ///< the data goes by SGLs (a layout PRPs cannot describe)
   } progress{};
 };
 

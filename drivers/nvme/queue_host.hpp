@@ -29,6 +29,7 @@ struct QueueParams {
   std::uint64_t max_transfer = 0;      ///< bytes one command may move (MDTS)
   std::uint32_t doorbell_stride = 4;   ///< CAP.DSTRD in bytes
   std::uint32_t retries = 5;           ///< attempts a failed request gets again
+  std::uint32_t sgls = 0;              ///< Identify Controller SGLS: SGL support (bits 1:0)
   /// The shadow doorbell and event index buffers (§5.8 Doorbell Buffer Config), laid out as the
   /// doorbell registers are (SQ y at 2y x stride bytes, CQ y after it); null when not in use.
   volatile std::uint32_t* shadow_doorbells = nullptr;
