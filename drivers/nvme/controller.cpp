@@ -169,14 +169,14 @@ Result<Cqe> Controller::admin(const Sqe& cmd, const char* what) {
 
 // §5.15: the controller, its active namespaces, and each of them.
 Result<void> Controller::identify() {
-  VFE_TRY_ASSIGN(const auto page, identify_page(cns::kController, 0, "identify controller"));
+  VFE_TRY_ASSIGN(const auto page, identify_page({.cns = cns::kController}, "identify controller"));
   VFE_TRY_ASSIGN(identity_, parse_identify_controller(page));
   write_zeroes_ = identity_.supports_write_zeroes();
   dataset_management_ = identity_.supports_dataset_management();
   compare_ = identity_.supports_compare();
   // NVMe 2.0's CNS 06h; a controller that refuses it, with any status, states no limits beyond
   // MDTS (Linux learned that some choke on it: NVME_CTRL_SKIP_ID_CNS_CS).
-  auto limits = identify_page(cns::kIoCommandSetController, 0, "identify controller (NVM command set)");
+  auto limits = identify_page({.cns = cns::kIoCommandSetController}, "identify controller (NVM command set)");
   nvm_limits_.reset();
   if (limits) {
     VFE_TRY_ASSIGN(nvm_limits_, parse_identify_nvm_controller(*limits));
@@ -192,15 +192,31 @@ Result<void> Controller::identify() {
 
 // The active namespaces (§5.15.2.2 CNS 02h), each identified (CNS 00h).
 Result<std::vector<NamespaceInfo>> Controller::identify_namespaces() {
-  VFE_TRY_ASSIGN(const auto list, identify_page(cns::kActiveNamespaces, 0, "identify active namespaces"));
+  VFE_TRY_ASSIGN(const auto list, identify_page({.cns = cns::kActiveNamespaces}, "identify active namespaces"));
   VFE_TRY_ASSIGN(const auto ids, parse_active_namespace_list(list));
   std::vector<NamespaceInfo> found;
   for (const std::uint32_t nsid : ids) {
-    VFE_TRY_ASSIGN(const auto page, identify_page(cns::kNamespace, nsid, "identify namespace"));
+    VFE_TRY_ASSIGN(const auto page, identify_page({.cns = cns::kNamespace, .nsid = nsid}, "identify namespace"));
     VFE_TRY_ASSIGN(auto ns, parse_identify_namespace(nsid, page));
+    if (ns.pi_type != 0) {
+      VFE_TRY(identify_pi_format(ns));
+    }
     found.push_back(std::move(ns));
   }
   return found;
+}
+
+// NVMe 2.0's Identify Namespace for the NVM command set (CNS 05h, CSI 00h): the protection
+// information format of the format in use (ELBAF PIF). A controller that refuses it, with any
+// status, predates the 32- and 64-bit guards: it has the 16-bit one.
+Result<void> Controller::identify_pi_format(NamespaceInfo& ns) {
+  auto page = identify_page({.cns = cns::kIoCommandSetNamespace, .nsid = ns.nsid}, "identify namespace (NVM command set)");
+  if (page) {
+    ns.pi_format = parse_pi_format(*page, ns.format_index);
+  } else if (admin_->broken()) {
+    return std::move(page).error();  // no answer at all; a status is a refusal
+  }
+  return ok();
 }
 
 Result<void> Controller::set_queue_count(std::uint32_t wanted) {

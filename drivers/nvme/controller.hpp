@@ -236,8 +236,8 @@ class Controller final : private QueueHost {
                                            const char* what);
   [[nodiscard]] Result<Cqe> admin_transfer_large(Sqe cmd, std::span<std::uint8_t> data, bool from_device,
                                                  const char* what);
-  [[nodiscard]] Result<std::vector<std::uint8_t>> identify_page(std::uint32_t cns, std::uint32_t nsid,
-                                                                const char* what);
+  [[nodiscard]] Result<std::vector<std::uint8_t>> identify_page(const IdentifyQuery& q, const char* what);
+  [[nodiscard]] Result<void> identify_pi_format(NamespaceInfo& ns);
   void watchdog() noexcept;
   void check_health() noexcept;
   void on_late_command(std::uint16_t qid, std::uint16_t cid) noexcept;

@@ -100,12 +100,12 @@ Result<Cqe> Controller::admin_transfer_large(Sqe cmd, std::span<std::uint8_t> da
   return cqe;
 }
 
-Result<std::vector<std::uint8_t>> Controller::identify_page(std::uint32_t cns_value, std::uint32_t nsid,
-                                                            const char* what) {
+Result<std::vector<std::uint8_t>> Controller::identify_page(const IdentifyQuery& q, const char* what) {
   Sqe cmd{};
   cmd.opcode = admin::kIdentify;
-  cmd.nsid = nsid;
-  cmd.cdw10 = cns_value;
+  cmd.nsid = q.nsid;
+  cmd.cdw10 = q.cns | (std::uint32_t{q.cntid} << 16);
+  cmd.cdw11 = q.set_id | (std::uint32_t{q.csi} << 24);
   std::vector<std::uint8_t> page(kIdentifySize);
   VFE_TRY(admin_transfer(cmd, page, true, what));
   return page;
@@ -117,16 +117,7 @@ Result<std::vector<std::uint8_t>> Controller::read_log(std::uint8_t lid, std::ui
   return get_log_page(LogPageQuery{.lid = lid, .bytes = bytes, .retain_event = false});
 }
 
-Result<std::vector<std::uint8_t>> Controller::identify(const IdentifyQuery& q) {
-  Sqe cmd{};
-  cmd.opcode = admin::kIdentify;
-  cmd.nsid = q.nsid;
-  cmd.cdw10 = q.cns | (std::uint32_t{q.cntid} << 16);
-  cmd.cdw11 = q.set_id | (std::uint32_t{q.csi} << 24);
-  std::vector<std::uint8_t> page(kIdentifySize);
-  VFE_TRY(admin_transfer(cmd, page, true, "identify"));
-  return page;
-}
+Result<std::vector<std::uint8_t>> Controller::identify(const IdentifyQuery& q) { return identify_page(q, "identify"); }
 
 Result<std::vector<std::uint8_t>> Controller::get_log_page(const LogPageQuery& q) {
   VFE_TRY(check_log_query(q, max_transfer_));

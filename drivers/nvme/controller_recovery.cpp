@@ -197,7 +197,8 @@ Result<void> Controller::check_namespaces() {
                                fmt::format("namespace {} is gone", was.nsid));
     }
     if (it->size_blocks != was.size_blocks || it->block_size != was.block_size ||
-        it->metadata_bytes != was.metadata_bytes || it->extended_lba != was.extended_lba) {
+        it->metadata_bytes != was.metadata_bytes || it->extended_lba != was.extended_lba ||
+        it->pi_type != was.pi_type || it->pi_first != was.pi_first || it->pi_format != was.pi_format) {
       return Error::from_errno(ESTALE, "identify namespaces after a reset",
                                fmt::format("namespace {} changed from {} blocks of {} bytes to {} of {}; re-open "
                                            "the controller",

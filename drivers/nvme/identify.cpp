@@ -82,10 +82,20 @@ Result<void> read_formats(std::span<const std::uint8_t> data, NamespaceInfo& ns)
   }
   ns.block_size = 1U << in_use.data_shift;
   ns.metadata_bytes = in_use.metadata_bytes;
+  ns.pi_type = ns.metadata_bytes != 0 ? data[29] & 0x7 : 0;  // DPS
+  ns.pi_first = ns.pi_type != 0 && (data[29] & 0x8) != 0;
   return ok();
 }
 
 }  // namespace
+
+std::uint8_t parse_pi_format(std::span<const std::uint8_t> data, std::uint8_t format_index) noexcept {
+  const std::size_t at = 12 + 4 * std::size_t{format_index};
+  if (data.size() < at + 4) {
+    return 0;
+  }
+  return static_cast<std::uint8_t>((read_le<std::uint32_t>(data, at) >> 7) & 0x3);
+}
 
 std::uint64_t ControllerIdentity::max_transfer_bytes(std::uint32_t min_page_shift) const noexcept {
   if (mdts == 0) {

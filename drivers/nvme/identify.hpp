@@ -92,10 +92,29 @@ struct NamespaceInfo {
   std::uint32_t block_size = 0;       ///< 2^LBADS of the format in use
   std::uint16_t metadata_bytes = 0;   ///< MS of the format in use
   bool extended_lba = false;          ///< FLBAS bit 4: metadata inline with the data
+  std::uint8_t pi_type = 0;           ///< DPS bits 2:0: end-to-end protection type 1, 2 or 3; 0: none
+  bool pi_first = false;              ///< DPS bit 3: the protection information opens the metadata
+  /// The protection information format (NVMe 2.0 ELBAF PIF): 0 the 16-bit guard, 1 and 2 the
+  /// 32- and 64-bit guards, which the driver does not generate or check for.
+  std::uint8_t pi_format = 0;
   std::uint8_t dlfeat = 0;            ///< DLFEAT, byte 33: what a deallocated block reads as
   std::vector<LbaFormat> formats;     ///< NLBAF + 1 entries
 
   [[nodiscard]] std::uint64_t size_bytes() const noexcept { return size_blocks * block_size; }
+  /// A command with PRACT moves no metadata where it is only the protection information (MS 8):
+  /// the controller generates it on a write and checks and strips it on a read.
+  [[nodiscard]] bool pract_strips(bool pract) const noexcept {
+    return pract && pi_type != 0 && metadata_bytes == 8;
+  }
+  /// Bytes a block takes in a command's data: its block size, and its metadata where that is
+  /// inline (extended LBAs) and moves.
+  [[nodiscard]] std::uint32_t data_unit(bool pract) const noexcept {
+    return block_size + (extended_lba && !pract_strips(pract) ? metadata_bytes : 0U);
+  }
+  /// Bytes a block takes in a command's separate metadata buffer (MPTR): 0 when there is none.
+  [[nodiscard]] std::uint32_t metadata_unit(bool pract) const noexcept {
+    return extended_lba || pract_strips(pract) ? 0U : metadata_bytes;
+  }
   /// DLFEAT bits 2:0 = 001b: a deallocated block reads as zeroes (else: not said, or FFh).
   [[nodiscard]] bool deallocated_reads_zero() const noexcept { return (dlfeat & 0x7U) == 1; }
 };
@@ -105,6 +124,12 @@ struct NamespaceInfo {
 /// size of the format in use is below 512 bytes or above 64 KiB.
 [[nodiscard]] Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid,
                                                              std::span<const std::uint8_t> data);
+
+/// The protection information format (PIF, bits 8:7 of ELBAF) of LBA format `format_index` in
+/// NVMe 2.0's Identify Namespace for the NVM command set (CNS 05h, CSI 00h; ELBAF from byte 12):
+/// 0 for the 16-bit guard, 1 for 32-bit, 2 for 64-bit, 3 for a qualified format; 0 when `data` is
+/// short.
+[[nodiscard]] std::uint8_t parse_pi_format(std::span<const std::uint8_t> data, std::uint8_t format_index) noexcept;
 
 /// Decodes the active namespace ID list (CNS 02h): the IDs before the first zero, at most 1024.
 /// Fails when `data` is short or the IDs are not strictly increasing (the spec orders them), or

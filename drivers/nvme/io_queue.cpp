@@ -10,7 +10,6 @@
 #include "mmio/barrier.hpp"
 
 namespace vfe::nvme {
-using detail::block_shift;
 using detail::bump;
 using detail::kCidSlotBits;
 using detail::kCidSlotMask;
@@ -182,7 +181,11 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
   if (const int err = host_->failure_errno(); err != 0) {
     return -err;
   }
-  if (const int err = validate(req); err != 0) {
+  const NamespaceInfo* ns = host_->find_namespace(req.nsid);
+  if (ns == nullptr) {
+    return -EINVAL;
+  }
+  if (const int err = validate(req, *ns); err != 0) {
     return err;
   }
   req.status = Status{};
@@ -193,8 +196,10 @@ int IoQueue::submit_counted(IoRequest& req) noexcept {
   if (req.passthrough != nullptr) {
     req.passthrough->result = 0;  // not a previous run's answer if this one never gets one
   }
-  // validate() found the namespace: remember its block size so the worker looks nothing up.
-  req.progress.block_shift = static_cast<std::uint8_t>(block_shift(*host_->find_namespace(req.nsid)));
+  // What the worker needs of the namespace, so it looks nothing up.
+  req.progress.data_unit = ns->data_unit(req.protection.pract);
+  req.progress.meta_unit = static_cast<std::uint16_t>(ns->metadata_unit(req.protection.pract));
+  req.progress.pi_type = ns->pi_type;
   return try_submit(&req) ? 0 : -EAGAIN;
 }
 

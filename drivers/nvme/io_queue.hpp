@@ -192,7 +192,8 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] bool issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noexcept;
   void finish_command(std::uint16_t slot, int err, Status st) noexcept;
   void complete(IoRequest& req) noexcept;
-  [[nodiscard]] int validate(const IoRequest& req) const noexcept;
+  [[nodiscard]] int validate(const IoRequest& req, const NamespaceInfo& ns) const noexcept;
+  [[nodiscard]] int validate_blocks(const IoRequest& req, const NamespaceInfo& ns) const noexcept;
   [[nodiscard]] int validate_passthrough(const IoRequest& req, const NamespaceInfo& ns) const noexcept;
   [[nodiscard]] int submit_counted(IoRequest& req) noexcept;
 

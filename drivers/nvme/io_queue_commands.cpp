@@ -10,7 +10,6 @@
 namespace vfe::nvme {
 namespace {
 
-using detail::block_shift;
 using detail::kCidSlotBits;
 
 constexpr std::uint64_t kMaxBlocksPerCommand = 65536;  // NLB is a 0's based 16-bit field
@@ -49,6 +48,9 @@ void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64
   cmd.cdw13 = pt.cdw13;
   cmd.cdw14 = pt.cdw14;
   cmd.cdw15 = pt.cdw15;
+  if (req.metadata.length != 0) {
+    cmd.mptr = dma::to_u64(req.metadata.iova);
+  }
   if (const std::uint64_t bytes = data_bytes(req.data); bytes != 0) {
     const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
     cmd.prp1 = p.prp1;
@@ -58,16 +60,50 @@ void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64
 
 }  // namespace
 
-int IoQueue::validate(const IoRequest& req) const noexcept {
-  const NamespaceInfo* ns = host_->find_namespace(req.nsid);
-  if (ns == nullptr) {
+namespace {
+
+// PRACT and PRCHK only where the namespace has protection information, and only as the command
+// and the protection type allow (NVM Command Set §5.2.1): write zeroes may have the controller
+// generate the protection information but has none to check, and type 3 has no reference tag to
+// check. Tags without PRACT or PRCHK are not looked at. Only the 16-bit guard format is known.
+int check_protection(const IoRequest& req, const NamespaceInfo& ns) noexcept {
+  const IoRequest::Protection& p = req.protection;
+  if (!p.pract && p.check == 0) {
+    return 0;
+  }
+  if (ns.pi_type == 0 || (p.check & ~pi::kCheckAll) != 0) {
     return -EINVAL;
   }
-  if (ns->metadata_bytes != 0) {
-    return -EOPNOTSUPP;  // formats with metadata are not supported by this driver
+  if (ns.pi_format != 0) {
+    return -EOPNOTSUPP;  // a 32- or 64-bit guard: other tags, other tuple sizes
+  }
+  switch (req.opcode) {
+    case IoOpcode::write_zeroes:
+      return p.check == 0 ? 0 : -EINVAL;
+    case IoOpcode::read:
+    case IoOpcode::write:
+    case IoOpcode::compare:
+      return ns.pi_type == 3 && (p.check & pi::kCheckRef) != 0 ? -EINVAL : 0;
+    default:
+      return -EINVAL;
+  }
+}
+
+}  // namespace
+
+int IoQueue::validate(const IoRequest& req, const NamespaceInfo& ns) const noexcept {
+  if (ns.pi_type > 3) {
+    return -EOPNOTSUPP;  // a protection type the specification reserves
   }
   if (req.passthrough != nullptr) {
-    return validate_passthrough(req, *ns);
+    return validate_passthrough(req, ns);
+  }
+  if (const int err = check_protection(req, ns); err != 0) {
+    return err;
+  }
+  if (req.metadata.length != 0 && req.opcode != IoOpcode::read && req.opcode != IoOpcode::write &&
+      req.opcode != IoOpcode::compare) {
+    return -EINVAL;
   }
   switch (req.opcode) {
     case IoOpcode::flush:
@@ -93,29 +129,40 @@ int IoQueue::validate(const IoRequest& req) const noexcept {
       }
       [[fallthrough]];
     case IoOpcode::read:
-    case IoOpcode::write: {
-      const std::uint32_t shift = block_shift(*ns);
-      if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > (~0ULL >> shift)) {
-        return -EINVAL;
-      }
-      if (data_bytes(req.data) != req.blocks << shift || !data_layout_ok(req.data)) {
-        return -EINVAL;
-      }
-      return 0;
-    }
+    case IoOpcode::write:
+      return validate_blocks(req, ns);
   }
   return -EINVAL;
 }
 
+// Read, write, compare: blocks x the data a block takes, and, for a separate metadata buffer,
+// blocks x MS of it in one dword-aligned piece (MPTR, §4.2 figure 105), and none elsewhere.
+int IoQueue::validate_blocks(const IoRequest& req, const NamespaceInfo& ns) const noexcept {
+  const std::uint64_t unit = ns.data_unit(req.protection.pract);
+  if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > ~0ULL / (unit + ns.metadata_bytes)) {
+    return -EINVAL;
+  }
+  if (data_bytes(req.data) != req.blocks * unit || !data_layout_ok(req.data)) {
+    return -EINVAL;
+  }
+  const std::uint64_t meta = req.blocks * ns.metadata_unit(req.protection.pract);
+  if (req.metadata.length != meta || (meta != 0 && (dma::to_u64(req.metadata.iova) & 3) != 0)) {
+    return -EINVAL;
+  }
+  return 0;
+}
+
 namespace {
 
+constexpr std::uint32_t kPract = 1U << 29;  // Command Dword 12, PRINFO bit 3
+
 // The bytes a command the driver knows the layout of moves, from its own dwords (0: not known).
-std::uint64_t known_length(const PassthroughCommand& pt, std::uint32_t shift) noexcept {
+std::uint64_t known_length(const PassthroughCommand& pt, const NamespaceInfo& ns) noexcept {
   switch (pt.opcode) {
     case static_cast<std::uint8_t>(IoOpcode::write):
     case static_cast<std::uint8_t>(IoOpcode::read):
     case static_cast<std::uint8_t>(IoOpcode::compare):
-      return ((pt.cdw12 & 0xffffULL) + 1) << shift;  // NLB, 0's based
+      return ((pt.cdw12 & 0xffffULL) + 1) * ns.data_unit((pt.cdw12 & kPract) != 0);  // NLB, 0's based
     case static_cast<std::uint8_t>(IoOpcode::dataset_management):
       return ((pt.cdw10 & 0xffULL) + 1) * sizeof(DsmRange);  // NR, 0's based
     default:
@@ -136,14 +183,14 @@ bool IoQueue::data_layout_ok(std::span<const DataSegment> data) const noexcept {
 // that maps more than 1024, whatever its byte count); or SGLs, max_transfer_ bytes in at most a
 // page of descriptors. n = 0: a block does not fit.
 void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sqe& cmd) noexcept {
-  const std::uint32_t shift = req.progress.block_shift;
-  const std::uint64_t offset = req.progress.next_block << shift;
+  const std::uint32_t unit = req.progress.data_unit;
+  const std::uint64_t offset = req.progress.next_block * unit;
   if (req.progress.sgl) {
-    n = std::min(n, max_transfer_ >> shift);
-    n = std::min(n, sgl_bytes_within(req.data, offset, n << shift, slot_sgl(slot).size()) >> shift);
+    n = std::min(n, max_transfer_ / unit);
+    n = std::min(n, sgl_bytes_within(req.data, offset, n * unit, slot_sgl(slot).size()) / unit);
     if (n != 0) {
       SglDescriptor d;
-      build_sgl(req.data, offset, n << shift, slot_sgl(slot), slot_list_iova(slot), d);
+      build_sgl(req.data, offset, n * unit, slot_sgl(slot), slot_list_iova(slot), d);
       cmd.flags = sgl::kPsdtSgl;
       cmd.prp1 = d.address;  // the 16-byte data pointer: address, then length, then type
       cmd.prp2 = d.length | (std::uint64_t{d.type} << 56);
@@ -151,13 +198,43 @@ void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sq
     return;
   }
   const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
-  n = std::min(n, (max_transfer_ - lead) >> shift);
+  n = std::min(n, (max_transfer_ - lead) / unit);
   if (n != 0) {
-    const PrpPointers p = build_prps(req.data, page_size_, offset, n << shift, slot_list(slot), slot_list_iova(slot));
+    const PrpPointers p = build_prps(req.data, page_size_, offset, n * unit, slot_list(slot), slot_list_iova(slot));
     cmd.prp1 = p.prp1;
     cmd.prp2 = p.prp2;
   }
 }
+
+namespace {
+
+// The separate metadata of blocks [next_block, next_block + n) (MPTR), and the protection fields
+// (NVM Command Set §3.2.4, §3.2.6: PRINFO in CDW12 29:26; ILBRT/EILBRT in CDW14, which counts up
+// per block for types 1 and 2 and is the LBA itself for type 1; LBAT and LBATM in CDW15).
+void fill_protection(const IoRequest& req, std::uint64_t slba, Sqe& cmd) noexcept {
+  const IoRequest::Protection& p = req.protection;
+  if (req.metadata.length != 0) {
+    cmd.mptr = dma::to_u64(req.metadata.iova) + req.progress.next_block * req.progress.meta_unit;
+  }
+  if (req.progress.pi_type == 0) {
+    return;
+  }
+  cmd.cdw12 |= (static_cast<std::uint32_t>(p.pract) << 29) | (std::uint32_t{p.check} << 26);
+  switch (req.progress.pi_type) {
+    case 1:
+      cmd.cdw14 = static_cast<std::uint32_t>(slba);
+      break;
+    case 2:
+      cmd.cdw14 = p.ref_tag + static_cast<std::uint32_t>(req.progress.next_block);
+      break;
+    default:
+      cmd.cdw14 = p.ref_tag;
+      break;
+  }
+  cmd.cdw15 = (std::uint32_t{p.app_mask} << 16) | p.app_tag;
+}
+
+}  // namespace
 
 // One command, as composed: data exactly where the opcode says it moves some (bits 1:0), no more
 // than one command carries (the driver cannot split a command it does not know), and for the
@@ -167,6 +244,10 @@ void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sq
 int IoQueue::validate_passthrough(const IoRequest& req, const NamespaceInfo& ns) const noexcept {
   const PassthroughCommand& pt = *req.passthrough;
   const std::uint64_t bytes = data_bytes(req.data);
+  const IoRequest::Protection& p = req.protection;
+  if (p.pract || p.check != 0 || (ns.metadata_bytes == 0 && req.metadata.length != 0)) {
+    return -EINVAL;  // the caller's own dwords say PRINFO; metadata only where the format has some
+  }
   if (req.blocks != 0 || (bytes == 0) != ((pt.opcode & 3U) == 0) || (bytes == 0 && !req.data.empty())) {
     return -EINVAL;
   }
@@ -176,7 +257,7 @@ int IoQueue::validate_passthrough(const IoRequest& req, const NamespaceInfo& ns)
   if (check_prp_layout(req.data, page_size_) != PrpLayoutError::none) {
     return -EINVAL;
   }
-  const std::uint64_t known = known_length(pt, block_shift(ns));
+  const std::uint64_t known = known_length(pt, ns);
   if (known != 0 && known != bytes) {
     return -EINVAL;
   }
@@ -211,6 +292,7 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
     cmd.cdw10 = static_cast<std::uint32_t>(slba);
     cmd.cdw11 = static_cast<std::uint32_t>(slba >> 32);
     cmd.cdw12 = static_cast<std::uint32_t>(n - 1) | (req.fua ? kFua : 0U);  // NLB, 0's based
+    fill_protection(req, slba, cmd);
   }
   free_.pop_back();
   Slot& s = slots_[slot];

@@ -19,9 +19,4 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-/// log2 of the namespace's block size.
-inline std::uint32_t block_shift(const NamespaceInfo& ns) noexcept {
-  return static_cast<std::uint32_t>(__builtin_ctz(ns.block_size));
-}
-
 }  // namespace vfe::nvme::detail

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 
+#include "drivers/nvme/pi.hpp"
 #include "drivers/nvme/prp.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "drivers/nvme/status.hpp"
@@ -61,10 +62,11 @@ struct IoRequest : engine::Request {
   /// management and passthrough.
   std::uint64_t blocks = 0;
   /// Where the data lies (read, write, compare: the data the blocks must equal): exactly blocks x
-  /// block size bytes, laid out as PRPs allow (see `check_prp_layout`), or, where the controller
+  /// block size bytes (with each block's metadata after it in extended-LBA formats: see
+  /// `metadata`), laid out as PRPs allow (see `check_prp_layout`), or, where the controller
   /// supports SGLs (Identify SGLS), in pieces of any length at any address (dword aligned where
-  /// SGLS says so; see `sgl_layout_ok`), which go as SGLs. Passthrough: what the
-  /// command transfers, in one command, or nothing. Dataset management: the ranges, 1 to kMaxDsmRanges
+  /// SGLS says so; see `sgl_layout_ok`), which go as SGLs. Passthrough: what the command
+  /// transfers, in one command, or nothing. Dataset management: the ranges, 1 to kMaxDsmRanges
   /// `DsmRange`s (16 bytes each) in DMA memory; every range is deallocated (Attribute
   /// Deallocate), and `lba` is unused. Empty for flush and write zeroes. Must stay valid until
   /// completion.
@@ -74,6 +76,35 @@ struct IoRequest : engine::Request {
   /// (or write zeroes) completes only once its data is on the medium, past any volatile write
   /// cache; a read comes from the medium. Not for flush.
   bool fua = false;
+
+  /// Namespaces formatted with metadata (`NamespaceInfo::metadata_bytes`, MS, not 0). In an
+  /// extended-LBA format (`extended_lba`) each block's metadata follows its data inside `data`,
+  /// which then holds blocks x (block size + MS) bytes. Otherwise the metadata goes in this one
+  /// separate buffer (MPTR): blocks x MS bytes, dword aligned, in DMA memory, while `data` holds the
+  /// blocks alone. Neither moves when `protection.pract` is set and the metadata is only the
+  /// protection information (MS 8: `NamespaceInfo::pract_strips`). Read, write and compare;
+  /// empty otherwise. Passthrough: the command's MPTR, sized by the caller. Must stay valid until
+  /// completion.
+  DataSegment metadata{};
+
+  /// End-to-end protection (namespaces formatted with protection information: Identify Namespace
+  /// DPS, `NamespaceInfo::pi_type`; NVM Command Set §5.2, 16b Guard) for read, write and compare,
+  /// and PRACT alone for write zeroes. Submit refuses PRACT or PRCHK on a namespace without
+  /// protection, and checks the protection type does not rule out (a reference tag check on type 3).
+  /// A check that fails completes with End-to-end Guard, Application Tag or Reference Tag Check
+  /// Error (media status 82h to 84h) and -EILSEQ, and is not retried.
+  struct Protection {
+    /// PRACT: the controller generates the protection information of a write, and checks (and,
+    /// where it is all the metadata, strips) that of a read.
+    bool pract = false;
+    std::uint8_t check = 0;  ///< PRCHK: the fields the controller checks (pi::kCheckGuard, ...)
+    /// The expected (read) or initial (write) reference tag of the request's first block for
+    /// type 2, counting up per block; the expected one of every block for type 3. Type 1: unused,
+    /// the driver sends each command's LBA (its low 32 bits), as that type requires.
+    std::uint32_t ref_tag = 0;
+    std::uint16_t app_tag = 0;   ///< LBAT: the expected application tag
+    std::uint16_t app_mask = 0;  ///< LBATM: the bits of `app_tag` that are checked
+  } protection{};
 
   /// When set, the request is this command: `opcode`, `lba` and `fua` are unused (the command's
   /// dwords say all), `blocks` must be 0. It must stay valid until completion.
@@ -89,7 +120,9 @@ struct IoRequest : engine::Request {
     std::uint32_t in_flight = 0;   ///< commands issued and not yet completed
     bool issued_all = false;       ///< nothing left to put in a command
     int error = 0;                 ///< first error (negative errno), 0 so far
-    std::uint8_t block_shift = 0;  ///< log2 of the namespace's block size, found once at submit
+    std::uint32_t data_unit = 0;   ///< bytes a block takes in `data` (found once at submit)
+    std::uint16_t meta_unit = 0;   ///< bytes a block takes in `metadata`
+    std::uint8_t pi_type = 0;      ///< the namespace's protection type
     std::uint8_t attempts = 0;     ///< times the request went again (see above)
     bool retry = false;            ///< a command failed in a way worth another attempt
     bool sgl = false;              ///< the data goes by SGLs (a layout PRPs cannot describe)

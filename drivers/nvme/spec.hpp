@@ -108,6 +108,7 @@ inline constexpr std::uint32_t kNamespace = 0x00;
 inline constexpr std::uint32_t kController = 0x01;
 inline constexpr std::uint32_t kActiveNamespaces = 0x02;
 inline constexpr std::uint32_t kNamespaceDescriptors = 0x03;  ///< Namespace Identification Descriptors
+inline constexpr std::uint8_t kIoCommandSetNamespace = 0x05;   ///< NVMe 2.0: I/O command set specific
 inline constexpr std::uint8_t kIoCommandSetController = 0x06;  ///< NVMe 2.0: I/O command set specific
 }  // namespace cns
 

@@ -50,16 +50,21 @@ inline constexpr std::uint8_t kInvalidField = 0x02;
 inline constexpr std::uint8_t kAbortRequested = 0x07;
 inline constexpr std::uint8_t kInvalidNamespace = 0x0b;
 inline constexpr std::uint8_t kLbaOutOfRange = 0x80;  ///< generic, NVM command set
+inline constexpr std::uint8_t kGuardCheck = 0x82;      ///< media: End-to-end Guard Check Error
+inline constexpr std::uint8_t kAppTagCheck = 0x83;     ///< media: End-to-end Application Tag Check Error
+inline constexpr std::uint8_t kRefTagCheck = 0x84;     ///< media: End-to-end Reference Tag Check Error
 inline constexpr std::uint8_t kCompareFailure = 0x85;  ///< media and data integrity
 inline constexpr std::uint8_t kInvalidQueueSize = 0x02;  ///< command specific
 inline constexpr std::uint8_t kInvalidQueueId = 0x01;    ///< command specific
 }  // namespace sc
 
 /// A failed command that may succeed when sent again (§4.6.1.2): Do Not Retry clear, and not a
-/// Compare Failure, which is the controller's answer that the data differ rather than a fault
-/// (QEMU 7.2 sets no DNR on it).
+/// Compare Failure or an application or reference tag check error, which are the controller's
+/// answer that the data or its tags differ from what the command expects rather than a fault
+/// (QEMU 7.2 sets no DNR on them). A guard check error is retried: it may be a transfer fault.
 [[nodiscard]] constexpr bool worth_retry(Status s) noexcept {
-  return !s.ok() && !s.dnr && !s.is(sct::kMediaError, sc::kCompareFailure);
+  return !s.ok() && !s.dnr && !s.is(sct::kMediaError, sc::kCompareFailure) &&
+         !s.is(sct::kMediaError, sc::kAppTagCheck) && !s.is(sct::kMediaError, sc::kRefTagCheck);
 }
 
 /// The name of a status code type: "generic", "command specific", "media and data integrity",

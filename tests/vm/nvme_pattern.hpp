@@ -38,6 +38,15 @@ inline constexpr std::uint64_t kStallNsBytes = 4 * kMiB;
 inline constexpr std::uint32_t kUblkNsid = 4;
 inline constexpr unsigned kUblkPatternIndex = 4;
 
+// Controller 0's namespaces formatted with metadata (tests/vm/run.sh), 4 MiB images of 512-byte
+// blocks: 8 bytes inline (extended LBAs) with type 1 protection; 8 in a separate buffer with
+// type 2; 16 in a separate buffer, protection information first, type 3; 16 separate, type 1 in
+// NVMe 2.0's 64-bit guard format.
+inline constexpr std::uint32_t kPiType1Nsid = 5;
+inline constexpr std::uint32_t kPiType2Nsid = 6;
+inline constexpr std::uint32_t kPiType3Nsid = 7;
+inline constexpr std::uint32_t kPi64Nsid = 8;
+
 inline constexpr std::array<PatternRegion, 8> kPatternRegions{{
     {0, 4096, 0, 1},                        // one page
     {1 * kMiB + 512, 512, 512, 1},          // one block, mid-page in its buffer

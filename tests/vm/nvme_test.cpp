@@ -33,14 +33,15 @@ TEST(NvmeVm, IdentifiesBothControllersAndTheirNamespace) {
     EXPECT_EQ(c->identity().model, "QEMU NVMe Ctrl");
     EXPECT_EQ(c->identity().serial, "vfe-nvme-" + std::to_string(i)) << "serial from QEMU's command line";
     // Controller 0 also has the rig's faulty and stalling namespaces (tests/vm/run.sh), for the
-    // recovery tests.
-    ASSERT_EQ(c->namespaces().size(), i == 0 ? 4U : 1U);
+    // recovery tests, vfe-ublk's, and four formatted with protection information.
+    ASSERT_EQ(c->namespaces().size(), i == 0 ? 8U : 1U);
     if (i == 0) {
       EXPECT_EQ(c->namespaces()[1].nsid, kFaultyNsid);
       EXPECT_EQ(c->namespaces()[1].size_bytes(), kFaultyNsBytes);
       EXPECT_EQ(c->namespaces()[2].nsid, kStallNsid);
       EXPECT_EQ(c->namespaces()[2].size_bytes(), kStallNsBytes);
       EXPECT_EQ(c->namespaces()[3].nsid, kUblkNsid);
+      EXPECT_EQ(c->namespaces()[7].nsid, kPi64Nsid);
     }
     const nvme::NamespaceInfo& ns = c->namespaces().front();
     EXPECT_EQ(ns.nsid, 1U);

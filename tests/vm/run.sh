@@ -137,6 +137,13 @@ BLKDEBUG
 truncate -s 4M "$disk_dir/nvme0-stall.img"
 # Namespace 4 of the first NVMe: what vfe-ublk serves (tests/vm/guest/ublk_check.sh).
 [[ -f $disk_dir/nvme0-ublk.img ]] || truncate -s 64M "$disk_dir/nvme0-ublk.img"
+# Namespaces 5 to 8 of the first NVMe, formatted with metadata and protection information
+# (tests/vm/nvme_pi_test.cpp): 512-byte blocks, with 8 bytes of metadata inline (extended LBAs,
+# type 1), 8 in a separate buffer (type 2), and 16 in a separate buffer whose first 8 are the
+# protection information (type 3); and 16 bytes with type 1 in NVMe 2.0's 64-bit guard format,
+# which the driver knows to refuse PRACT and PRCHK on. QEMU keeps the metadata at the end of each
+# image.
+for f in pi1 pi2 pi3 pi64; do rm -f "$disk_dir/nvme0-$f.img"; truncate -s 4M "$disk_dir/nvme0-$f.img"; done
 nbdkit -f --exit-with-parent -U "$work/nbd.sock" --filter=pause file "$disk_dir/nvme0-stall.img" \
   pause-control="$work/pause.sock" 2>"$work/nbdkit.err" &
 nbd_server=$!
@@ -162,6 +169,14 @@ qemu_args=(-machine q35 -accel tcg -cpu max -smp 2 -m $((2 * ${node_mem%M}))M -n
   -device nvme-ns,drive=nvm0s,bus=nvme0,nsid=3
   -drive "file=$disk_dir/nvme0-ublk.img,if=none,id=nvm0u,format=raw,discard=unmap"
   -device nvme-ns,drive=nvm0u,bus=nvme0,nsid=4
+  -drive "file=$disk_dir/nvme0-pi1.img,if=none,id=nvm0p1,format=raw"
+  -device nvme-ns,drive=nvm0p1,bus=nvme0,nsid=5,ms=8,mset=1,pi=1
+  -drive "file=$disk_dir/nvme0-pi2.img,if=none,id=nvm0p2,format=raw"
+  -device nvme-ns,drive=nvm0p2,bus=nvme0,nsid=6,ms=8,pi=2
+  -drive "file=$disk_dir/nvme0-pi3.img,if=none,id=nvm0p3,format=raw"
+  -device nvme-ns,drive=nvm0p3,bus=nvme0,nsid=7,ms=16,pi=3,pil=1
+  -drive "file=$disk_dir/nvme0-pi64.img,if=none,id=nvm0p4,format=raw"
+  -device nvme-ns,drive=nvm0p4,bus=nvme0,nsid=8,ms=16,pi=1,pif=2
   -drive "file=$disk_dir/nvme1.img,if=none,id=nvm1,format=raw,discard=unmap"
   -device nvme,serial=vfe-nvme-1,drive=nvm1,bus=rp1,id=nvme1,mdts=10
   -device edu,bus=pcie.0

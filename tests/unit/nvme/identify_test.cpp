@@ -315,6 +315,47 @@ TEST(IdentifyNamespace, SecondFormatWithInlineMetadata) {
   EXPECT_EQ(ns->size_bytes(), 0x200000ULL * 4096);
 }
 
+TEST(IdentifyNamespace, ProtectionTypeAndWhereMetadataGoes) {
+  Page p = namespace_page(0x11);  // 4096 + 8, extended LBAs
+  p[29] = 0x09;                   // DPS: type 1, protection information first
+  auto ns = parse_identify_namespace(1, p);
+  ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_EQ(ns->pi_type, 1);
+  EXPECT_TRUE(ns->pi_first);
+  EXPECT_EQ(ns->data_unit(false), 4104U) << "metadata inline with each block";
+  EXPECT_EQ(ns->metadata_unit(false), 0U);
+  EXPECT_TRUE(ns->pract_strips(true)) << "MS 8 is the protection information alone";
+  EXPECT_EQ(ns->data_unit(true), 4096U) << "PRACT: the controller adds and strips it";
+  p[26] = 0x01;  // the same format with a separate metadata buffer
+  p[29] = 0x02;  // type 2, last
+  ns = parse_identify_namespace(1, p);
+  ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_EQ(ns->pi_type, 2);
+  EXPECT_FALSE(ns->pi_first);
+  EXPECT_EQ(ns->data_unit(false), 4096U);
+  EXPECT_EQ(ns->metadata_unit(false), 8U);
+  EXPECT_EQ(ns->metadata_unit(true), 0U);
+  p[26] = 0x00;  // 512 + 0: DPS means nothing without metadata
+  ns = parse_identify_namespace(1, p);
+  ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_EQ(ns->pi_type, 0);
+  EXPECT_FALSE(ns->pract_strips(true));
+  EXPECT_EQ(ns->data_unit(true), 512U);
+}
+
+TEST(IdentifyNvmNamespace, ProtectionFormatOfTheFormatInUse) {
+  Page p(kIdentifySize, 0);
+  put_le<std::uint32_t>(p, 12, 0x000);      // ELBAF0: 16-bit guard
+  put_le<std::uint32_t>(p, 16, 2U << 7);    // ELBAF1: 64-bit guard
+  put_le<std::uint32_t>(p, 20, 0x7fU);      // ELBAF2: a storage tag size, 16-bit guard
+  put_le<std::uint32_t>(p, 12 + 4 * 63, 1U << 7);
+  EXPECT_EQ(parse_pi_format(p, 0), 0);
+  EXPECT_EQ(parse_pi_format(p, 1), 2);
+  EXPECT_EQ(parse_pi_format(p, 2), 0);
+  EXPECT_EQ(parse_pi_format(p, 63), 1) << "64 formats in NVMe 2.0";
+  EXPECT_EQ(parse_pi_format(std::span(p).first(16), 1), 0) << "short: the 16-bit guard";
+}
+
 TEST(IdentifyNamespace, HighFlbasBitsDoNotChangeTheIndex) {
   const auto ns = parse_identify_namespace(1, namespace_page(0xe1));  // bits 7:5 set
   ASSERT_TRUE(ns) << ns.error().message();

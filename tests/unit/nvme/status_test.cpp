@@ -212,6 +212,8 @@ TEST(Status, WorthRetryUnlessDnrOrTheDataDiffer) {
   EXPECT_FALSE(worth_retry(dnr));
   EXPECT_FALSE(worth_retry(make(2, sc::kCompareFailure))) << "an answer, not a fault, DNR or not";
   EXPECT_TRUE(worth_retry(make(2, 0x82))) << "a guard check error without DNR may be a transfer fault";
+  EXPECT_FALSE(worth_retry(make(2, sc::kAppTagCheck))) << "the tag differs from the one expected";
+  EXPECT_FALSE(worth_retry(make(2, sc::kRefTagCheck)));
 }
 
 TEST(Status, AbortedCommandsAreCanceled) {

@@ -26,6 +26,9 @@ expect "id-ctrl as text" id-ctrl "$bdf"
 want='"nsze": 131072,
 "block_size": 512,'
 expect "id-ns -n 1 (64 MiB of 512-byte blocks)" id-ns "$bdf" -n 1 -o json
+want='"dps": 11,
+"flbas": 2,'
+expect "id-ns -n 7 (16 bytes of separate metadata, type 3 first: DPS 0Bh)" id-ns "$bdf" -n 7 -o json
 want='"temperature": 323,
 "critical_warning": 0,'
 expect "smart-log (QEMU: 323 K)" smart-log "$bdf" --json
