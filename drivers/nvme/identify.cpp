@@ -82,8 +82,9 @@ Result<void> read_formats(std::span<const std::uint8_t> data, NamespaceInfo& ns)
   }
   ns.block_size = 1U << in_use.data_shift;
   ns.metadata_bytes = in_use.metadata_bytes;
-  ns.pi_type = ns.metadata_bytes != 0 ? data[29] & 0x7 : 0;  // DPS
-  ns.pi_first = ns.pi_type != 0 && (data[29] & 0x8) != 0;
+  ns.dps = data[29];
+  ns.pi_type = ns.metadata_bytes != 0 ? ns.dps & 0x7 : 0;  // no protection without metadata
+  ns.pi_first = ns.pi_type != 0 && (ns.dps & 0x8) != 0;
   return ok();
 }
 

@@ -92,6 +92,7 @@ struct NamespaceInfo {
   std::uint32_t block_size = 0;       ///< 2^LBADS of the format in use
   std::uint16_t metadata_bytes = 0;   ///< MS of the format in use
   bool extended_lba = false;          ///< FLBAS bit 4: metadata inline with the data
+  std::uint8_t dps = 0;               ///< DPS, byte 29, as the controller says it
   std::uint8_t pi_type = 0;           ///< DPS bits 2:0: end-to-end protection type 1, 2 or 3; 0: none
   bool pi_first = false;              ///< DPS bit 3: the protection information opens the metadata
   /// The protection information format (NVMe 2.0 ELBAF PIF): 0 the 16-bit guard, 1 and 2 the
@@ -101,10 +102,11 @@ struct NamespaceInfo {
   std::vector<LbaFormat> formats;     ///< NLBAF + 1 entries
 
   [[nodiscard]] std::uint64_t size_bytes() const noexcept { return size_blocks * block_size; }
-  /// A command with PRACT moves no metadata where it is only the protection information (MS 8):
-  /// the controller generates it on a write and checks and strips it on a read.
+  /// A command with PRACT moves no metadata where it is only the protection information (MS 8,
+  /// or 16 for the 32- and 64-bit guards): the controller generates it on a write and checks and
+  /// strips it on a read.
   [[nodiscard]] bool pract_strips(bool pract) const noexcept {
-    return pract && pi_type != 0 && metadata_bytes == 8;
+    return pract && pi_type != 0 && metadata_bytes == (pi_format == 0 ? 8 : 16);
   }
   /// Bytes a block takes in a command's data: its block size, and its metadata where that is
   /// inline (extended LBAs) and moves.

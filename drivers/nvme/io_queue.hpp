@@ -112,7 +112,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   /// in: the controller's `max_transfer_bytes()`, or less on a deep queue of a controller whose
   /// MDTS passes 2 MiB (its command slots keep one PRP list page, 2 MiB and a page, so that the
   /// queue's memory stays within one 2 MiB hugepage). Requests are split at this size.
-  [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return max_transfer_; }
+  [[nodiscard]] std::uint64_t max_transfer_bytes() const noexcept { return layout_.max_transfer; }
   /// Counters, readable from any thread (relaxed).
   [[nodiscard]] const IoQueueStats& stats() const noexcept { return stats_; }
   /// Bytes of queue memory for `entries`: [SQ | CQ | the PRP list pages of each command slot, as
@@ -151,8 +151,9 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] std::span<SglDescriptor> slot_sgl(std::uint16_t slot) const noexcept {
     return {reinterpret_cast<SglDescriptor*>(slot_list(slot)), page_size_ / sizeof(SglDescriptor)};
   }
-  [[nodiscard]] bool data_layout_ok(std::span<const DataSegment> data) const noexcept;
+  [[nodiscard]] bool data_layout_ok(std::span<const DataSegment> data, bool separate_metadata) const noexcept;
   void fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sqe& cmd) noexcept;
+  void put_prps(std::span<const DataSegment> data, std::uint16_t slot, Sqe& cmd) noexcept;
   IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, const IoQueueOptions& options,
           dma::DmaBuffer memory);
 
@@ -202,7 +203,6 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   std::uint16_t qid_;
   std::uint32_t entries_;
   std::uint32_t page_size_;
-  std::uint64_t max_transfer_;
   std::uint64_t sq_doorbell_;
   std::uint64_t cq_doorbell_;
   // This queue's words in the shadow doorbell and event index buffers; null when not in use.
@@ -213,8 +213,9 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   Layout layout_;
   dma::DmaBuffer memory_;  // laid out by layout_, page aligned
   std::uint32_t retries_;  // ControllerOptions::retries
-  bool sgl_;        // the controller takes SGLs for NVM commands (SGLS bits 1:0 not 00b)
+  bool sgl_;        // the controller takes SGLs for NVM commands (SGLS bits 1:0 01b or 10b)
   bool sgl_dword_;  // ... with dword-aligned addresses and lengths only (10b)
+  bool sgl_mptr_;   // ... and with a contiguous metadata buffer in MPTR (bit 17)
   Sqe* sq_;
   volatile Cqe* cq_;
   std::uint64_t* prp_lists_;

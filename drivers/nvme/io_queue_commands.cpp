@@ -24,20 +24,15 @@ std::uint64_t data_bytes(std::span<const DataSegment> data) noexcept {
   return bytes;
 }
 
-// Dataset Management with Attribute Deallocate (NVMe 1.4 §6.7): the range list by PRPs, NR.
-void fill_deallocate(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
-                     std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
-  const std::uint64_t bytes = data_bytes(req.data);
-  const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
-  cmd.prp1 = p.prp1;
-  cmd.prp2 = p.prp2;
-  cmd.cdw10 = static_cast<std::uint32_t>(bytes / sizeof(DsmRange) - 1);  // NR, 0's based
+// Dataset Management with Attribute Deallocate (NVMe 1.4 §6.7): NR (the range list goes by PRPs).
+void fill_deallocate(const IoRequest& req, Sqe& cmd) noexcept {
+  cmd.cdw10 = static_cast<std::uint32_t>(data_bytes(req.data) / sizeof(DsmRange) - 1);  // NR, 0's based
   cmd.cdw11 = kDeallocate;
 }
 
-// A passthrough command as its caller composed it; the data (at most one command's worth) by PRPs.
-void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64_t* prp_list,
-                      std::uint64_t prp_list_iova, Sqe& cmd) noexcept {
+// A passthrough command as its caller composed it (its data, at most one command's worth, goes by
+// PRPs).
+void fill_passthrough(const IoRequest& req, Sqe& cmd) noexcept {
   const PassthroughCommand& pt = *req.passthrough;
   cmd.opcode = pt.opcode;
   cmd.cdw2 = pt.cdw2;
@@ -51,16 +46,7 @@ void fill_passthrough(const IoRequest& req, std::uint32_t page_size, std::uint64
   if (req.metadata.length != 0) {
     cmd.mptr = dma::to_u64(req.metadata.iova);
   }
-  if (const std::uint64_t bytes = data_bytes(req.data); bytes != 0) {
-    const PrpPointers p = build_prps(req.data, page_size, 0, bytes, prp_list, prp_list_iova);
-    cmd.prp1 = p.prp1;
-    cmd.prp2 = p.prp2;
-  }
 }
-
-}  // namespace
-
-namespace {
 
 // PRACT and PRCHK only where the namespace has protection information, and only as the command
 // and the protection type allow (NVM Command Set §5.2.1): write zeroes may have the controller
@@ -142,10 +128,14 @@ int IoQueue::validate_blocks(const IoRequest& req, const NamespaceInfo& ns) cons
   if (req.blocks == 0 || req.lba + req.blocks < req.lba || req.blocks > ~0ULL / (unit + ns.metadata_bytes)) {
     return -EINVAL;
   }
-  if (data_bytes(req.data) != req.blocks * unit || !data_layout_ok(req.data)) {
+  const std::uint64_t meta = req.blocks * ns.metadata_unit(req.protection.pract);
+  if (data_bytes(req.data) != req.blocks * unit || !data_layout_ok(req.data, meta != 0)) {
     return -EINVAL;
   }
-  const std::uint64_t meta = req.blocks * ns.metadata_unit(req.protection.pract);
+  // A block size a command cannot start at a dword of (MS not a multiple of 4) in one command only.
+  if ((unit & 3) != 0 && req.blocks * unit + page_size_ > layout_.max_transfer) {
+    return -EINVAL;
+  }
   if (req.metadata.length != meta || (meta != 0 && (dma::to_u64(req.metadata.iova) & 3) != 0)) {
     return -EINVAL;
   }
@@ -172,21 +162,23 @@ std::uint64_t known_length(const PassthroughCommand& pt, const NamespaceInfo& ns
 
 }  // namespace
 
-// PRPs describe the data, or, where the controller takes them, SGLs do.
-bool IoQueue::data_layout_ok(std::span<const DataSegment> data) const noexcept {
-  return check_prp_layout(data, page_size_) == PrpLayoutError::none || (sgl_ && sgl_layout_ok(data, sgl_dword_));
+// PRPs describe the data, or, where the controller takes them, SGLs do (with a separate metadata
+// buffer, only where it takes that as a contiguous buffer beside SGL data: SGLS bit 17).
+bool IoQueue::data_layout_ok(std::span<const DataSegment> data, bool separate_metadata) const noexcept {
+  return check_prp_layout(data, page_size_) == PrpLayoutError::none ||
+         (sgl_ && (!separate_metadata || sgl_mptr_) && sgl_layout_ok(data, sgl_dword_));
 }
 
 // The data pointer of the command for the next `n` blocks of `req` (n is cut to what one command
-// carries): PRPs, as many blocks as fit in max_transfer_ bytes' worth of pages counted from the
+// carries): PRPs, as many blocks as fit in layout_.max_transfer bytes' worth of pages counted from the
 // page the first byte is in (a command never touches more than MDTS's pages: QEMU refuses one
-// that maps more than 1024, whatever its byte count); or SGLs, max_transfer_ bytes in at most a
+// that maps more than 1024, whatever its byte count); or SGLs, layout_.max_transfer bytes in at most a
 // page of descriptors. n = 0: a block does not fit.
 void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sqe& cmd) noexcept {
   const std::uint32_t unit = req.progress.data_unit;
   const std::uint64_t offset = req.progress.next_block * unit;
   if (req.progress.sgl) {
-    n = std::min(n, max_transfer_ / unit);
+    n = std::min(n, layout_.max_transfer / unit);
     n = std::min(n, sgl_bytes_within(req.data, offset, n * unit, slot_sgl(slot).size()) / unit);
     if (n != 0) {
       SglDescriptor d;
@@ -198,7 +190,7 @@ void IoQueue::fill_data(IoRequest& req, std::uint16_t slot, std::uint64_t& n, Sq
     return;
   }
   const std::uint64_t lead = data_address(req.data, offset) & (page_size_ - 1);
-  n = std::min(n, (max_transfer_ - lead) / unit);
+  n = std::min(n, (layout_.max_transfer - lead) / unit);
   if (n != 0) {
     const PrpPointers p = build_prps(req.data, page_size_, offset, n * unit, slot_list(slot), slot_list_iova(slot));
     cmd.prp1 = p.prp1;
@@ -236,17 +228,51 @@ void fill_protection(const IoRequest& req, std::uint64_t slba, Sqe& cmd) noexcep
 
 }  // namespace
 
+// All of `data` (at most one command's worth; none for no data) by PRPs, in `slot`'s list.
+void IoQueue::put_prps(std::span<const DataSegment> data, std::uint16_t slot, Sqe& cmd) noexcept {
+  if (const std::uint64_t bytes = data_bytes(data); bytes != 0) {
+    const PrpPointers p = build_prps(data, page_size_, 0, bytes, slot_list(slot), slot_list_iova(slot));
+    cmd.prp1 = p.prp1;
+    cmd.prp2 = p.prp2;
+  }
+}
+
+namespace {
+
+// A passthrough command's separate metadata (MPTR): for read, write and compare exactly what
+// NLB, PRACT and the format say, and none where the format has none; for other commands that
+// move data on a format with a separate buffer, a buffer (the caller answers for its length);
+// always dword aligned. Without it the controller would take MPTR 0 for an address.
+bool passthrough_metadata_ok(const PassthroughCommand& pt, const NamespaceInfo& ns, const DataSegment& meta,
+                             std::uint64_t bytes) noexcept {
+  if ((dma::to_u64(meta.iova) & 3) != 0) {
+    return false;
+  }
+  switch (pt.opcode) {
+    case static_cast<std::uint8_t>(IoOpcode::write):
+    case static_cast<std::uint8_t>(IoOpcode::read):
+    case static_cast<std::uint8_t>(IoOpcode::compare):
+      return meta.length == ((pt.cdw12 & 0xffffULL) + 1) * ns.metadata_unit((pt.cdw12 & kPract) != 0);
+    case static_cast<std::uint8_t>(IoOpcode::dataset_management):
+      return meta.length == 0;
+    default:
+      return ns.metadata_unit(false) == 0 ? meta.length == 0 : bytes == 0 || meta.length != 0;
+  }
+}
+
+}  // namespace
+
 // One command, as composed: data exactly where the opcode says it moves some (bits 1:0), no more
 // than one command carries (the driver cannot split a command it does not know), and for the
-// commands whose length the driver can read from their dwords, exactly that much: a command
-// that moved more than its buffer would have the controller take PRP2 or stale list entries
-// for addresses, and DMA where it should not.
+// commands whose length the driver can read from their dwords, exactly that much, data and
+// metadata: a command that moved more than its buffer would have the controller take PRP2 or
+// stale list entries for addresses, and DMA where it should not.
 int IoQueue::validate_passthrough(const IoRequest& req, const NamespaceInfo& ns) const noexcept {
   const PassthroughCommand& pt = *req.passthrough;
   const std::uint64_t bytes = data_bytes(req.data);
   const IoRequest::Protection& p = req.protection;
-  if (p.pract || p.check != 0 || (ns.metadata_bytes == 0 && req.metadata.length != 0)) {
-    return -EINVAL;  // the caller's own dwords say PRINFO; metadata only where the format has some
+  if (p.pract || p.check != 0 || !passthrough_metadata_ok(pt, ns, req.metadata, bytes)) {
+    return -EINVAL;  // the caller's own dwords say PRINFO
   }
   if (req.blocks != 0 || (bytes == 0) != ((pt.opcode & 3U) == 0) || (bytes == 0 && !req.data.empty())) {
     return -EINVAL;
@@ -262,7 +288,7 @@ int IoQueue::validate_passthrough(const IoRequest& req, const NamespaceInfo& ns)
     return -EINVAL;
   }
   const std::uint64_t lead = data_address(req.data, 0) & (page_size_ - 1);
-  return lead + bytes <= max_transfer_ ? 0 : -EINVAL;
+  return lead + bytes <= layout_.max_transfer ? 0 : -EINVAL;
 }
 
 // Puts the next command of `req` in the submission queue (NVM Command Set §3.2: Flush, Read,
@@ -277,9 +303,11 @@ IoQueue::Issue IoQueue::issue_next(IoRequest& req) noexcept {
   cmd.nsid = req.nsid;
   std::uint64_t n = 0;  // blocks in this command
   if (req.passthrough != nullptr) {
-    fill_passthrough(req, page_size_, slot_list(slot), slot_list_iova(slot), cmd);
+    fill_passthrough(req, cmd);
+    put_prps(req.data, slot, cmd);
   } else if (req.opcode == IoOpcode::dataset_management) {
-    fill_deallocate(req, page_size_, slot_list(slot), slot_list_iova(slot), cmd);
+    fill_deallocate(req, cmd);
+    put_prps(req.data, slot, cmd);
   } else if (req.opcode != IoOpcode::flush) {
     n = std::min(req.blocks - req.progress.next_block, kMaxBlocksPerCommand);
     if (req.opcode != IoOpcode::write_zeroes) {

@@ -92,7 +92,8 @@ struct IoRequest : engine::Request {
   /// and PRACT alone for write zeroes. Submit refuses PRACT or PRCHK on a namespace without
   /// protection, and checks the protection type does not rule out (a reference tag check on type 3).
   /// A check that fails completes with End-to-end Guard, Application Tag or Reference Tag Check
-  /// Error (media status 82h to 84h) and -EILSEQ, and is not retried.
+  /// Error (media status 82h to 84h) and -EILSEQ; a tag error is final, a guard error is retried
+  /// (see `worth_retry`). Formats with a 32- or 64-bit guard (`pi_format`): -EOPNOTSUPP.
   struct Protection {
     /// PRACT: the controller generates the protection information of a write, and checks (and,
     /// where it is all the metadata, strips) that of a read.

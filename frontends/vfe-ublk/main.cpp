@@ -85,7 +85,13 @@ Result<ublk::BlockGeometry> geometry_of(const nvme::Controller& c, const Options
   g.write_zeroes = c.identity().supports_write_zeroes();
   g.discard = c.identity().supports_dataset_management();
   if (const auto& limits = c.nvm_limits(); limits && g.discard) {  // NVMe 2.0; older ones may not say
-    g.max_discard_bytes = std::uint64_t{limits->dmrsl} * ns->block_size;  // 0: no limit said
+    // One range a request: the lesser of the range size limit and the command's size limit, each
+    // in logical blocks, 0 where not said.
+    std::uint64_t blocks = limits->dmrsl;
+    if (limits->dmsl != 0) {
+      blocks = blocks == 0 ? limits->dmsl : std::min(blocks, limits->dmsl);
+    }
+    g.max_discard_bytes = std::min<std::uint64_t>(blocks, ~0ULL / ns->block_size) * ns->block_size;  // 0: no limit said
   }
   return g;
 }

@@ -73,7 +73,7 @@ void check_namespace(std::span<const std::uint8_t> page) {
   VFE_FUZZ_CHECK(ns->block_size == 1U << in_use.data_shift);
   VFE_FUZZ_CHECK(ns->block_size >= 512 && ns->block_size <= 65536);
   VFE_FUZZ_CHECK(ns->metadata_bytes == in_use.metadata_bytes);
-  VFE_FUZZ_CHECK(ns->pi_type <= 7 && (ns->metadata_bytes != 0 || ns->pi_type == 0));
+  VFE_FUZZ_CHECK(ns->dps == page[29] && ns->pi_type == (ns->metadata_bytes != 0 ? page[29] & 0x7 : 0));
   VFE_FUZZ_CHECK(ns->pi_first == (ns->pi_type != 0 && (page[29] & 0x8) != 0));
   VFE_FUZZ_CHECK(ns->data_unit(false) == ns->block_size + (ns->extended_lba ? ns->metadata_bytes : 0U));
   VFE_FUZZ_CHECK(ns->data_unit(true) >= ns->block_size && ns->metadata_unit(true) <= ns->metadata_bytes);

@@ -5,6 +5,7 @@
 // as its status and -EILSEQ. The tuples QEMU makes are checked against drivers/nvme/pi.hpp's.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -59,6 +60,16 @@ std::span<const std::uint8_t> bytes_of(const dma::DmaBuffer& b, std::uint64_t at
   return {b.as<const std::uint8_t>() + at, len};
 }
 
+// Blocks [lba, lba + blocks) of namespace 5 written with PRACT from `buf`, which gets the pattern
+// (512 bytes a block), with LBAT `app`: the controller makes the tuples.
+void write_type1_with_pract(Rig& r, dma::DmaBuffer& buf, std::uint64_t lba, std::uint64_t blocks, std::uint16_t app) {
+  fill_pattern(buf.data(), 5, lba * kBlock, blocks * kBlock);
+  const nvme::DataSegment plain{buf.iova(), blocks * kBlock};
+  NsRequest wr(r, IoOpcode::write, kPiType1Nsid, lba, blocks, plain);
+  wr.protection = {.pract = true, .check = 0, .ref_tag = 0, .app_tag = app, .app_mask = 0};
+  ASSERT_EQ(run_io(*r.q, wr), 0) << nvme::to_string(wr.status);
+}
+
 // Type 1, 8 bytes inline after each block. A write with PRACT sends the blocks alone; the
 // controller adds tuples equal to pi::block_tuple's (guard over the block, LBAT, the LBA). A read
 // with PRACT and every check strips them again; a wrong application tag fails with 0283h and
@@ -68,11 +79,8 @@ TEST(NvmePiVm, Type1ExtendedLbasPractGeneratesChecksAndStrips) {
   ASSERT_NO_FATAL_FAILURE(open_rig(r, kPiType1Nsid, {.pi_type = 1, .ms = 8, .extended = true, .first = false}));
   constexpr std::uint64_t kLba = 16, kBlocks = 8, kExt = kBlock + 8;
   VFE_ASSERT_OK_AND_ASSIGN(dma::DmaBuffer buf, dma::DmaBuffer::allocate(r.c->dma_space(), kBlocks * kExt));
-  fill_pattern(buf.data(), 5, kLba * kBlock, kBlocks * kBlock);
+  ASSERT_NO_FATAL_FAILURE(write_type1_with_pract(r, buf, kLba, kBlocks, 0x1234));
   const nvme::DataSegment plain{buf.iova(), kBlocks * kBlock};
-  NsRequest wr(r, IoOpcode::write, kPiType1Nsid, kLba, kBlocks, plain);
-  wr.protection = {.pract = true, .check = 0, .ref_tag = 0, .app_tag = 0x1234, .app_mask = 0};
-  ASSERT_EQ(run_io(*r.q, wr), 0) << nvme::to_string(wr.status);
 
   // The blocks with their tuples, as stored.
   std::memset(buf.data(), 0, kBlocks * kExt);
@@ -188,6 +196,59 @@ TEST(NvmePiVm, Type2SeparateMetadataOverTwoCommands) {
   EXPECT_EQ(r.q->submit(bad), -EINVAL);
   bad.metadata = {meta.iova_at(2), kBlocks * 8};
   EXPECT_EQ(r.q->submit(bad), -EINVAL);
+
+  // Passthrough: a read composed by hand (opcode 02h) of the first 8 blocks with their metadata;
+  // without it, refused (the controller would take MPTR 0 for an address).
+  std::memset(meta.data(), 0, 64);
+  nvme::PassthroughCommand pt{.opcode = 0x02, .cdw10 = kLba, .cdw12 = 7};
+  const nvme::DataSegment first8{data.iova(), 8 * kBlock};
+  NsRequest by_hand(r, IoOpcode::read, kPiType2Nsid, 0, 0, first8);
+  by_hand.passthrough = &pt;
+  by_hand.metadata = {meta.iova(), 64};
+  ASSERT_EQ(run_io(*r.q, by_hand), 0) << nvme::to_string(by_hand.status);
+  EXPECT_EQ(std::memcmp(meta.data(), written.data(), 64), 0) << "the metadata of a passthrough read";
+  NsRequest bare(r, IoOpcode::read, kPiType2Nsid, 0, 0, first8);
+  bare.passthrough = &pt;
+  EXPECT_EQ(r.q->submit(bare), -EINVAL);
+  // Data only SGLs describe, with a separate buffer: QEMU does not say it takes both (SGLS bit 17).
+  ASSERT_EQ(r.c->identity().sgls & (1U << 17), 0U);
+  const std::array<nvme::DataSegment, 2> gap{{{data.iova(), kBlock}, {data.iova_at(2 * kBlock), kBlock}}};
+  WaitableRequest scattered(r.w.get(), IoOpcode::read, kLba, 2, gap);
+  scattered.nsid = kPiType2Nsid;
+  scattered.metadata = {meta.iova(), 16};
+  EXPECT_EQ(r.q->submit(scattered), -EINVAL);
+}
+
+// Type 1 with extended LBAs over several commands: 2048 blocks written with PRACT go as two
+// commands of 512-byte blocks; read back with their tuples (520 bytes a block) they take three,
+// cut where no page begins, and every tuple carries its own LBA: the driver sent each command's.
+// Written back as they are with every check, the controller checks each command's tags.
+TEST(NvmePiVm, Type1ExtendedLbasOverSeveralCommands) {
+  Rig r;
+  ASSERT_NO_FATAL_FAILURE(open_rig(r, kPiType1Nsid, {.pi_type = 1, .ms = 8, .extended = true, .first = false}));
+  constexpr std::uint64_t kLba = 3000, kBlocks = 2048, kExt = kBlock + 8;
+  VFE_ASSERT_OK_AND_ASSIGN(dma::DmaBuffer buf, dma::DmaBuffer::allocate(r.c->dma_space(), kBlocks * kExt));
+  std::uint64_t before = r.q->stats().commands.load();
+  ASSERT_NO_FATAL_FAILURE(write_type1_with_pract(r, buf, kLba, kBlocks, 0x0101));
+  EXPECT_EQ(r.q->stats().commands.load() - before, 2U);
+
+  std::memset(buf.data(), 0, kBlocks * kExt);
+  const nvme::DataSegment ext{buf.iova(), kBlocks * kExt};
+  before = r.q->stats().commands.load();
+  NsRequest raw(r, IoOpcode::read, kPiType1Nsid, kLba, kBlocks, ext);
+  ASSERT_EQ(run_io(*r.q, raw), 0) << nvme::to_string(raw.status);
+  EXPECT_EQ(r.q->stats().commands.load() - before, 3U) << "1064960 bytes at most 524288 a command";
+  std::vector<std::uint8_t> want(kBlock);
+  for (std::uint64_t i = 0; i < kBlocks; ++i) {
+    fill_pattern(want.data(), 5, (kLba + i) * kBlock, kBlock);
+    const auto block = bytes_of(buf, i * kExt, kBlock);
+    ASSERT_EQ(std::memcmp(block.data(), want.data(), kBlock), 0) << "block " << i;
+    const auto tuple = bytes_of(buf, i * kExt + kBlock, pi::kTupleBytes).first<pi::kTupleBytes>();
+    ASSERT_EQ(pi::decode(tuple), pi::block_tuple(block, {}, 0x0101, static_cast<std::uint32_t>(kLba + i))) << "block " << i;
+  }
+  NsRequest back(r, IoOpcode::write, kPiType1Nsid, kLba, kBlocks, ext);
+  back.protection = {.pract = false, .check = pi::kCheckAll, .ref_tag = 0, .app_tag = 0x0101, .app_mask = 0xffff};
+  EXPECT_EQ(run_io(*r.q, back), 0) << nvme::to_string(back.status);
 }
 
 // Type 3, 16 bytes of metadata whose first 8 are the protection information: a write with PRACT

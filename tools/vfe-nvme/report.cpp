@@ -90,7 +90,7 @@ Json to_json(const nvme::NamespaceInfo& ns) {
           {"nuse", ns.used_blocks},
           {"flbas", ns.format_index | (ns.extended_lba ? 0x10 : 0)},
           {"nlbaf", ns.formats.size() - 1},
-          {"dps", ns.pi_type | (ns.pi_first ? 0x8 : 0)},
+          {"dps", ns.dps},
           {"dlfeat", ns.dlfeat},
           {"block_size", ns.block_size},
           {"lbafs", formats}};

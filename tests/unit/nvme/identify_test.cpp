@@ -320,6 +320,7 @@ TEST(IdentifyNamespace, ProtectionTypeAndWhereMetadataGoes) {
   p[29] = 0x09;                   // DPS: type 1, protection information first
   auto ns = parse_identify_namespace(1, p);
   ASSERT_TRUE(ns) << ns.error().message();
+  EXPECT_EQ(ns->dps, 0x09);
   EXPECT_EQ(ns->pi_type, 1);
   EXPECT_TRUE(ns->pi_first);
   EXPECT_EQ(ns->data_unit(false), 4104U) << "metadata inline with each block";
@@ -339,8 +340,23 @@ TEST(IdentifyNamespace, ProtectionTypeAndWhereMetadataGoes) {
   ns = parse_identify_namespace(1, p);
   ASSERT_TRUE(ns) << ns.error().message();
   EXPECT_EQ(ns->pi_type, 0);
+  EXPECT_EQ(ns->dps, 0x02) << "kept as said";
   EXPECT_FALSE(ns->pract_strips(true));
   EXPECT_EQ(ns->data_unit(true), 512U);
+}
+
+TEST(IdentifyNamespace, PractStripsATupleOfItsFormatsSize) {
+  NamespaceInfo ns;
+  ns.block_size = 512;
+  ns.metadata_bytes = 16;
+  ns.extended_lba = true;
+  ns.pi_type = 1;
+  EXPECT_FALSE(ns.pract_strips(true)) << "16-bit guard: 8 of the 16 bytes are the tuple";
+  EXPECT_EQ(ns.data_unit(true), 528U);
+  ns.pi_format = 2;
+  EXPECT_TRUE(ns.pract_strips(true)) << "64-bit guard: the 16 bytes are the tuple";
+  EXPECT_EQ(ns.data_unit(true), 512U);
+  EXPECT_EQ(ns.data_unit(false), 528U);
 }
 
 TEST(IdentifyNvmNamespace, ProtectionFormatOfTheFormatInUse) {
