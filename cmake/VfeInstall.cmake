@@ -22,7 +22,7 @@ install(FILES ${PROJECT_BINARY_DIR}/vfeConfig.cmake ${PROJECT_BINARY_DIR}/vfeCon
         DESTINATION ${vfe_cmake_dir})
 
 # pkg-config: libraries in dependency order, most dependent first. They are static, so what
-# they link (fmt, TBB, hwloc, liburing) goes in Requires, not Requires.private.
+# they link (fmt, hwloc, liburing) goes in Requires, not Requires.private.
 set(vfe_pc_libs "")
 foreach(lib IN LISTS VFE_INSTALLED_LIBS)
   string(PREPEND vfe_pc_libs "-l${lib} ")

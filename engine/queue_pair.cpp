@@ -106,10 +106,10 @@ Result<void> QueuePair::detach() {
 }
 
 void QueuePair::drain_waiting(void (*fn)(Request* req, void* ctx) noexcept, void* ctx) noexcept {
-  for (std::size_t i = 0; i < held_count_; ++i) {
-    fn(held_[i], ctx);
+  for (std::size_t i = 0; i < held_.count; ++i) {
+    fn(held_.items[i], ctx);
   }
-  held_count_ = 0;
+  held_.count = 0;
   Request* req = nullptr;
   while (submissions_.try_pop(req)) {
     fn(req, ctx);
@@ -119,13 +119,13 @@ void QueuePair::drain_waiting(void (*fn)(Request* req, void* ctx) noexcept, void
 std::size_t QueuePair::poll() noexcept {
   std::size_t work = 0;
   // Offer what the device did not take last time first, so the order of submission holds.
-  if (held_count_ < kBatch) {
-    held_count_ += submissions_.pop_bulk(std::span<Request*>(held_ + held_count_, kBatch - held_count_));
+  if (held_.count < kBatch) {
+    held_.count += submissions_.pop_bulk(std::span<Request*>(held_.items + held_.count, kBatch - held_.count));
   }
-  if (held_count_ != 0) {
-    const std::size_t taken = submit_to_device(std::span<Request*>(held_, held_count_));
-    std::move(held_ + taken, held_ + held_count_, held_);
-    held_count_ -= taken;
+  if (held_.count != 0) {
+    const std::size_t taken = submit_to_device(std::span<Request*>(held_.items, held_.count));
+    std::move(held_.items + taken, held_.items + held_.count, held_.items);
+    held_.count -= taken;
     work += taken;
   }
   if (mode_ != CompletionMode::interrupt) {

@@ -76,6 +76,13 @@ class QueuePair : public Pollable {
   /// on_complete) and return how many.
   virtual std::size_t reap_completions() noexcept = 0;
 
+  /// Adaptive queues, on the worker: hold back (`masked`) or let through the queue's interrupt
+  /// while the worker polls the queue anyway (Pollable::set_interrupts says when). An interrupt
+  /// that comes while masked must be raised on unmask (MSI-X keeps it pending), or be harmless
+  /// to lose: the worker polls once more after unmasking, before it sleeps. The default does
+  /// nothing: interrupts stay on, which is correct, only costlier.
+  virtual void mask_interrupt(bool masked) noexcept { static_cast<void>(masked); }
+
   /// Detached queues only (teardown): hands every request still waiting for `submit_to_device`
   /// (taken from the ring but refused, or still in the ring) to `fn`, in order, and forgets it.
   void drain_waiting(void (*fn)(Request* req, void* ctx) noexcept, void* ctx) noexcept;
@@ -83,14 +90,26 @@ class QueuePair : public Pollable {
  private:
   std::size_t poll() noexcept final;
   [[nodiscard]] bool needs_polling() const noexcept final { return mode_ == CompletionMode::polling; }
+  void set_interrupts(bool enabled) noexcept final {
+    if (mode_ == CompletionMode::adaptive) {
+      mask_interrupt(!enabled);
+    }
+  }
 
   static constexpr std::size_t kBatch = 32;
-  MpscRing<Request*> submissions_;
-  Request* held_[kBatch] = {};  // taken from the ring, not yet accepted by the device
-  std::size_t held_count_ = 0;
+  // Read by every try_submit, written only by attach and detach: before the ring, away from the
+  // lines the worker writes on every poll.
   Worker* worker_ = nullptr;
   CompletionMode mode_ = CompletionMode::polling;
   int irq_fd_ = -1;
+  MpscRing<Request*> submissions_;
+  // Worker only: taken from the ring, not yet accepted by the device. Lines of its own, so
+  // held.count's store on every poll does not share a line with the ring's head.
+  struct alignas(kCacheLine) Held {
+    std::size_t count = 0;
+    Request* items[kBatch] = {};
+  };
+  Held held_;
 };
 
 }  // namespace vfe::engine

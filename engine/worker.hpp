@@ -52,6 +52,13 @@ class Pollable {
   /// True when this pollable learns of its work only by being polled (a queue whose
   /// completions are polled): a worker that has one never sleeps, whatever its mode.
   [[nodiscard]] virtual bool needs_polling() const noexcept { return false; }
+  /// Adaptive workers only: called with false when the worker starts polling after a sleep (or
+  /// when it is added while the worker polls), and with true before the worker sleeps (then it
+  /// polls everything once more, so work that came meanwhile is found) and when it is removed
+  /// while off. A pollable whose device can hold its interrupt back while it is polled anyway (a
+  /// masked MSI-X vector stays pending and is raised on unmask) does so; the default does
+  /// nothing, which is correct, only costlier. Worker thread; must not block.
+  virtual void set_interrupts(bool enabled) noexcept { static_cast<void>(enabled); }
 
  protected:
   Pollable() = default;
@@ -167,22 +174,30 @@ class Worker {
   void shutdown(Impl& impl) noexcept;
   void wake() noexcept;
 
+  // Three groups, each on cache lines of its own, so that no thread's frequent stores take a
+  // line another thread reads on every call: what everyone reads and (almost) nobody writes;
+  // what the worker writes on every loop; and the word every cross-thread notify() writes.
+  // The destructor joins the thread in its body, so the order of teardown does not hang on
+  // thread_'s place here.
   WorkerOptions options_;
   // Made on the worker thread once it is pinned, so its memory is on the worker's node
   // (first touch); never reset while the thread runs.
   std::unique_ptr<MpscRing<Task>> tasks_;
   Fd wake_fd_;
+  std::thread thread_;  // read by on_worker_thread() on every cross-thread submit
+  std::atomic<bool> stopping_{false};
+  std::atomic<unsigned> ring_flags_{0};
+
+  alignas(kCacheLine) WorkerStats stats_;  // loops: stored on every loop round
+  Impl* impl_ = nullptr;  // owned by the worker thread's stack; touched only on that thread
+  std::size_t attached_at_exit_ = 0;  // pollables still added when the thread ended (join publishes it)
+
   // Bit 0: the worker is (about to be) asleep. Above it: a count of notify() calls, only there so
-  // that every notify is a real read-modify-write.
+  // that every notify is a real read-modify-write. Last: the class's alignment pads the rest of
+  // its line, so nothing shares it.
   static constexpr std::uint64_t kSleeping = 1;
   static constexpr std::uint64_t kWakeSeq = 2;
   alignas(kCacheLine) std::atomic<std::uint64_t> wake_state_{0};
-  std::atomic<bool> stopping_{false};
-  std::atomic<unsigned> ring_flags_{0};
-  Impl* impl_ = nullptr;  // owned by the worker thread's stack; touched only on that thread
-  std::size_t attached_at_exit_ = 0;  // pollables still added when the thread ended (join publishes it)
-  WorkerStats stats_;
-  std::thread thread_;
 };
 
 }  // namespace vfe::engine

@@ -44,6 +44,11 @@ struct NvmeOptions {
   std::uint64_t offset = 0;           ///< first byte of the region tested
   std::uint64_t size = 0;             ///< bytes of it (0: to the namespace end)
   bool shadow_doorbells = true;       ///< ControllerOptions::shadow_doorbells
+  bool mask_interrupts = true;        ///< ControllerOptions::mask_interrupts_while_polling
+  std::uint64_t seed = 1;             ///< random offsets and the read/write mix; worker w uses seed + w
+  std::string distribution = "random";  ///< fio's random_distribution: random, zipf:THETA, zoned:IO/SPACE
+  double rate = 0;                    ///< IOPS cap per controller, shared by its workers (0: none)
+  double ramp_seconds = 0;            ///< run this long before counting (fio's ramp_time)
 };
 [[nodiscard]] Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& options);
 

@@ -110,6 +110,18 @@ int main(int argc, char** argv) {
   nvme_cmd->add_option("--nsid", nvme.nsid, "namespace")->capture_default_str();
   add_size(*nvme_cmd, "--offset", nvme.offset, "first byte of the region tested (default 0)");
   add_size(*nvme_cmd, "--size", nvme.size, "bytes of the region (default: to the namespace end)");
+  nvme_cmd->add_option("--seed", nvme.seed, "seed of the random offsets and the read/write mix (same seed, same "
+                                            "LBA sequence); worker w uses SEED + w")->capture_default_str();
+  nvme_cmd->add_option("--random-distribution", nvme.distribution,
+                       "where random I/O goes: random (uniform), zipf:THETA (rank k drawn in proportion to "
+                       "k^-THETA, hottest at the region's start) or zoned:IO/SPACE (IO percent of I/Os to the "
+                       "first SPACE percent of the region)")->capture_default_str();
+  nvme_cmd->add_option("--rate", nvme.rate, "cap on I/Os per second per controller, shared by its workers (0: none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  nvme_cmd->add_option("--ramp-time", nvme.ramp_seconds, "seconds of I/O before counting starts (with --time)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  nvme_cmd->add_flag("!--no-irq-masking", nvme.mask_interrupts,
+                     "adaptive mode: leave each queue's MSI-X vector unmasked while its worker polls");
   nvme_cmd->add_flag("!--no-shadow-doorbells", nvme.shadow_doorbells,
                      "write every doorbell to its register, even where the controller offers shadow doorbells");
 

@@ -1,11 +1,11 @@
 // vfio-bench nvme: fio-style I/O on one or several NVMe controllers through drivers/nvme. Each
-// worker owns one I/O queue and keeps --qd requests in flight: a request that completes is
-// timed, counted and sent again from its completion callback, on the worker, without leaving it.
+// worker owns one I/O queue and keeps --qd requests in flight (nvme_lane.hpp).
 #include <fmt/format.h>
 #include <time.h>
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/vfio_bench/jobs.hpp"
+#include "bench/vfio_bench/nvme_lane.hpp"
 #include "bench/vfio_bench/progress.hpp"
 #include "drivers/nvme/controller.hpp"
 #include "engine/topology.hpp"
@@ -24,84 +25,6 @@ namespace vfe::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct Lane;
-
-struct BenchIo : nvme::IoRequest {
-  Lane* lane = nullptr;
-  std::uint64_t started = 0;
-  nvme::DataSegment segment;
-};
-
-// One worker with its queue and requests. Everything but the atomics is touched by the worker
-// only while the run lasts.
-struct Lane {
-  bool random = false;
-  unsigned read_percent = 100;
-  std::uint64_t first_block = 0, blocks = 0, bs_blocks = 0, next_seq = 0;
-  std::uint64_t limit = ~0ULL, issued = 0;  // I/Os to start in all (with --ios)
-  std::uint64_t rng = 0x9e3779b97f4a7c15ULL;
-  std::atomic<bool>* stop = nullptr;
-  Histogram latency;
-  std::atomic<std::uint64_t> done{0}, bytes{0}, errors{0};
-  std::atomic<unsigned> parked{0};
-  std::string first_error;
-  std::unique_ptr<engine::Worker> worker;  // declared before the queue and buffers: goes last
-  std::optional<dma::DmaBuffer> buffer;
-  std::vector<std::unique_ptr<BenchIo>> ios;
-  std::unique_ptr<nvme::IoQueue> queue;
-
-  std::uint64_t next_random() noexcept {  // xorshift64
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-  }
-  // Chooses the next I/O of `io`: read or write, and where.
-  void aim(BenchIo& io) noexcept {
-    const bool read = read_percent == 100 || (read_percent != 0 && next_random() % 100 < read_percent);
-    io.opcode = read ? nvme::IoOpcode::read : nvme::IoOpcode::write;
-    const std::uint64_t slots = blocks / bs_blocks;
-    const std::uint64_t slot = random ? next_random() % slots : next_seq++ % slots;
-    io.lba = first_block + slot * bs_blocks;
-    io.blocks = bs_blocks;
-    io.data = {&io.segment, 1};
-    ++issued;
-  }
-};
-
-void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
-void on_io_complete(engine::Request* r, int status) noexcept {
-  auto& io = *static_cast<BenchIo*>(r);
-  Lane& lane = *io.lane;
-  lane.latency.record(now_ns() - io.started);
-  bump(lane.done);
-  if (status != 0) {
-    if (lane.errors.load(std::memory_order_relaxed) == 0) {
-      lane.first_error = fmt::format("{} at LBA {}: {} ({})", io.opcode == nvme::IoOpcode::read ? "read" : "write",
-                                     io.lba, std::strerror(-status), nvme::to_string(io.status));
-    }
-    bump(lane.errors);
-  } else {
-    bump(lane.bytes, io.segment.length);
-  }
-  if (lane.stop->load(std::memory_order_relaxed) || lane.issued >= lane.limit || status != 0) {
-    lane.parked.fetch_add(1, std::memory_order_release);
-    return;
-  }
-  lane.aim(io);
-  io.started = now_ns();
-  if (const int rc = lane.queue->submit(io); rc != 0) {  // the ring holds 2 x qd: only a failure
-    if (lane.errors.load(std::memory_order_relaxed) == 0) {
-      lane.first_error = fmt::format("submit refused: {}", std::strerror(-rc));
-    }
-    bump(lane.errors);
-    lane.parked.fetch_add(1, std::memory_order_release);
-  }
-}
 
 double thread_cpu_seconds(engine::Worker& w) {
   double s = 0;
@@ -121,13 +44,21 @@ struct Target {
   std::vector<int> cpus;
 };
 
-Result<void> check_options(const NvmeOptions& o) {
+Result<void> check_options(const CommonOptions& common, const NvmeOptions& o) {
   if (o.bdfs.empty()) {
     return Error::invalid("vfio-bench nvme", "name at least one controller (BDF)");
   }
   if (o.bs == 0 || o.qd == 0 || o.workers == 0) {
     return Error::invalid("vfio-bench nvme", "--bs, --qd and --workers must be positive");
   }
+  if (o.rate < 0 || o.ramp_seconds < 0) {
+    return Error::invalid("vfio-bench nvme", "--rate and --ramp-time must not be negative");
+  }
+  if (o.ramp_seconds > 0 && common.ops != 0) {
+    return Error::invalid("vfio-bench nvme", "--ramp-time goes with --time, not --ios (requests started while "
+                                             "warming up would blur the count)");
+  }
+  VFE_TRY(parse_distribution(o.distribution));
   return ok();
 }
 
@@ -139,6 +70,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   VFE_TRY_ASSIGN(copt.mode, iommu_mode_of(common));
   copt.io_queues = o.workers;
   copt.shadow_doorbells = o.shadow_doorbells;
+  copt.mask_interrupts_while_polling = o.mask_interrupts;
   VFE_TRY_ASSIGN(t.ctrl, nvme::Controller::create(bdf, copt));
   const nvme::NamespaceInfo* ns = t.ctrl->find_namespace(o.nsid);
   if (ns == nullptr) {
@@ -166,6 +98,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   }
   const bool random = o.rw.rfind("rand", 0) == 0;
   const std::uint64_t blocks = size / bsz;
+  VFE_TRY_ASSIGN(const Distribution distribution, parse_distribution(o.distribution));
   unsigned& cpu_turn = next_cpu[cpu_node];  // controllers on one node take turns over its CPUs
   for (unsigned w = 0; w < o.workers; ++w) {
     auto lane = std::make_unique<Lane>();
@@ -175,7 +108,16 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
     // Sequential lanes each stream through their own share of the region; random ones roam it all.
     lane->first_block = o.offset / bsz + (random ? 0 : blocks / o.workers * w);
     lane->blocks = random ? blocks : blocks / o.workers;
-    lane->rng ^= (w + 1) * 0x2545f4914f6cdd1dULL;
+    lane->picker.emplace(distribution, lane->blocks / lane->bs_blocks, o.seed + w);
+    if (o.rate > 0) {
+      // This lane's share. The bucket holds 10 ms of it: held requests go when the pacer wakes
+      // (every 200 us asked, later on a loaded machine), and a bucket smaller than the time
+      // between wake-ups would lower the rate below the cap.
+      const double share = o.rate / o.workers;
+      lane->rate.emplace(share, static_cast<std::uint64_t>(std::ceil(share / 100)));
+    }
+    lane->measuring = o.ramp_seconds == 0;
+    lane->held.reserve(o.qd);
     lane->stop = &stop;
     engine::WorkerOptions wo;
     wo.mode = worker_mode_of(o.completion);
@@ -188,7 +130,7 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
     for (std::uint32_t k = 0; k < o.qd; ++k) {
       auto io = std::make_unique<BenchIo>();
       io->lane = lane.get();
-      io->on_complete = on_io_complete;
+      io->on_complete = on_bench_io_complete;
       io->nsid = o.nsid;
       io->segment = {lane->buffer->iova_at(std::uint64_t{k} * o.bs), o.bs};
       lane->ios.push_back(std::move(io));
@@ -203,64 +145,74 @@ Result<void> open_target(Target& t, const std::string& bdf, const CommonOptions&
   return ok();
 }
 
-// The first round of a lane's requests, on its worker (the only thread that aims requests). A
-// request the queue refuses is parked and counted as an error.
+// The first round of a lane's requests, on its worker (the only thread that aims requests).
 void start_lane(Lane& l) {
   static_cast<void>(l.worker->run_sync([&l] {
     for (auto& io : l.ios) {
-      if (l.issued >= l.limit) {
-        l.parked.fetch_add(1, std::memory_order_release);
-        continue;
-      }
-      l.aim(*io);
-      io->started = now_ns();
-      if (const int rc = l.queue->submit(*io); rc != 0) {
-        if (l.errors.load(std::memory_order_relaxed) == 0) {
-          l.first_error = fmt::format("submit refused: {}", std::strerror(-rc));
-        }
-        bump(l.errors);
-        l.parked.fetch_add(1, std::memory_order_release);
-      }
+      l.start(*io);
     }
   }));
 }
 
-// Starts every request, waits for the time (or count), stops, and waits for all to come back.
-// With --ios, each controller (job) does that many, shared among its workers.
-void run_lanes(std::vector<Target>& targets, const CommonOptions& common, std::atomic<bool>& stop, const NvmeOptions& o) {
+// `seconds` from `from`, in the clock's own ticks.
+Clock::time_point after(Clock::time_point from, double seconds) {
+  return from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+// With --ios, each controller (job) does that many, shared among its workers; else no limit.
+std::uint64_t io_limit(const CommonOptions& common, std::size_t lanes, std::size_t w) {
+  return common.ops == 0 ? ~0ULL : common.ops / lanes + (w < common.ops % lanes ? 1 : 0);
+}
+
+template <class Fn>
+void for_each_lane(std::vector<Target>& targets, Fn fn) {
   for (auto& t : targets) {
     for (std::size_t w = 0; w < t.lanes.size(); ++w) {
-      Lane& l = *t.lanes[w];
-      if (common.ops != 0) {
-        l.limit = common.ops / t.lanes.size() + (w < common.ops % t.lanes.size() ? 1 : 0);
-      }
-      start_lane(l);
+      fn(*t.lanes[w], t.lanes.size(), w);
     }
   }
-  auto all_parked = [&] {
-    for (auto& t : targets) {
-      for (auto& l : t.lanes) {
-        if (l->parked.load(std::memory_order_acquire) < o.qd) {
-          return false;
-        }
-      }
+}
+
+bool all_parked(std::vector<Target>& targets, std::uint32_t qd) {
+  bool all = true;
+  for_each_lane(targets, [&](Lane& l, std::size_t, std::size_t) { all = all && l.parked.load(std::memory_order_acquire) >= qd; });
+  return all;
+}
+
+// Waits until `until` (forever: nullopt) or until every request is parked. Under --rate it lets
+// the requests the limiter held go every 200 us.
+void wait_lanes(std::vector<Target>& targets, const NvmeOptions& o, std::optional<Clock::time_point> until) {
+  const auto tick = o.rate > 0 ? std::chrono::microseconds(200) : std::chrono::microseconds(2000);
+  while (!all_parked(targets, o.qd) && (!until || Clock::now() < *until)) {
+    if (o.rate > 0) {
+      for_each_lane(targets, [](Lane& l, std::size_t, std::size_t) { l.post_release(); });
     }
-    return true;
-  };
-  const auto end = Clock::now() + std::chrono::duration<double>(common.seconds);
-  while (!all_parked() && (common.ops != 0 || Clock::now() < end)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(tick);
   }
-  stop.store(true, std::memory_order_relaxed);
-  while (!all_parked()) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+}
+
+// Starts every request, or, with --ramp-time, starts them, lets them run that long and then
+// starts counting. Calls `mark` when counting starts.
+template <class Mark>
+void start_lanes(std::vector<Target>& targets, const CommonOptions& common, const NvmeOptions& o, Mark mark) {
+  if (o.ramp_seconds == 0) {
+    for_each_lane(targets, [&](Lane& l, std::size_t n, std::size_t w) { l.limit = io_limit(common, n, w); });
+    mark();
+    for_each_lane(targets, [](Lane& l, std::size_t, std::size_t) { start_lane(l); });
+    return;
   }
+  for_each_lane(targets, [](Lane& l, std::size_t, std::size_t) { start_lane(l); });
+  wait_lanes(targets, o, after(Clock::now(), o.ramp_seconds));
+  for_each_lane(targets, [&](Lane& l, std::size_t n, std::size_t w) {
+    static_cast<void>(l.worker->run_sync([&] { l.begin_measuring(io_limit(common, n, w)); }));
+  });
+  mark();
 }
 
 }  // namespace
 
 Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
-  VFE_TRY(check_options(o));
+  VFE_TRY(check_options(common, o));
   VFE_TRY_ASSIGN(const auto topo, engine::Topology::create());
   std::atomic<bool> stop{false};
   std::vector<Target> targets(o.bdfs.size());
@@ -269,25 +221,25 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
     VFE_TRY(open_target(targets[i], o.bdfs[i], common, o, topo, stop, next_cpu));
   }
   std::vector<double> cpu0;
-  for (auto& t : targets) {
-    for (auto& l : t.lanes) {
-      cpu0.push_back(thread_cpu_seconds(*l->worker));
-    }
-  }
-  const auto start = Clock::now();
+  Clock::time_point start;
+  start_lanes(targets, common, o, [&] {
+    for_each_lane(targets, [&](Lane& l, std::size_t, std::size_t) {
+      cpu0.push_back(thread_cpu_seconds(*l.worker));
+      l.irq_events0 = l.worker->stats().irq_events.load();
+    });
+    start = Clock::now();
+  });
   {
     auto sum = [&](auto field) {
       std::uint64_t n = 0;
-      for (auto& t : targets) {
-        for (auto& l : t.lanes) {
-          n += ((*l).*field).load(std::memory_order_relaxed);
-        }
-      }
+      for_each_lane(targets, [&](Lane& l, std::size_t, std::size_t) { n += (l.*field).load(std::memory_order_relaxed); });
       return n;
     };
     Progress progress(common.progress, "nvme " + o.rw, [&] { return sum(&Lane::done); },
                       [&] { return sum(&Lane::bytes); }, std::chrono::duration<double>(common.ops == 0 ? common.seconds : 0));
-    run_lanes(targets, common, stop, o);
+    wait_lanes(targets, o, common.ops != 0 ? std::nullopt : std::optional(after(start, common.seconds)));
+    stop.store(true, std::memory_order_relaxed);
+    wait_lanes(targets, o, std::nullopt);
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   Report report;
@@ -299,9 +251,11 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
     job.name = fmt::format("nvme {} {} bs={} qd={} workers={} {}", o.bdfs[i], o.rw, o.bs, o.qd, o.workers, o.completion);
     job.params = {{"bdf", o.bdfs[i]}, {"rw", o.rw},           {"rwmixread", o.rwmixread}, {"bs", o.bs},
                   {"qd", o.qd},       {"workers", o.workers}, {"completion", o.completion}, {"nsid", o.nsid},
-                  {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}};
+                  {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}, {"seed", o.seed},
+                  {"random_distribution", o.distribution}, {"rate", o.rate}, {"ramp_time", o.ramp_seconds},
+                  {"mask_interrupts", o.mask_interrupts}};
     job.seconds = seconds;
-    std::uint64_t doorbells = 0, elided = 0, requests = 0, retries = 0;
+    std::uint64_t doorbells = 0, elided = 0, requests = 0, retries = 0, irq_events = 0;
     for (auto& l : t.lanes) {
       job.ops += l->done.load();
       job.bytes += l->bytes.load();
@@ -315,7 +269,10 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
       elided += l->queue->stats().doorbells_elided.load();
       requests += l->queue->stats().requests.load();
       retries += l->queue->stats().retries.load();
+      irq_events += l->worker->stats().irq_events.load() - l->irq_events0;
     }
+    // Interrupts the workers took per I/O counted (what adaptive mode's masking saves).
+    job.extra["interrupts_per_io"] = job.ops != 0 ? static_cast<double>(irq_events) / static_cast<double>(job.ops) : 0.0;
     job.extra["mmio_writes_per_io"] = requests != 0 ? static_cast<double>(doorbells) / static_cast<double>(requests) : 0.0;
     // Doorbell updates that went to the shadow doorbell only (ControllerOptions::shadow_doorbells).
     job.extra["shadow_doorbells"] = t.ctrl->uses_shadow_doorbells();

@@ -81,11 +81,36 @@ void SoftDevice::run(int cpu) noexcept {
       }
     }
     if (irq_) {
-      const std::uint64_t one = 1;
-      if (::write(irq_fd_.get(), &one, sizeof(one)) == sizeof(one)) {
-        irqs_.fetch_add(1, std::memory_order_relaxed);
-      }
+      raise_interrupt();
     }
+  }
+}
+
+// As an MSI-X vector: masked, the interrupt is only marked pending. The CAS makes "still
+// masked, so mark it pending" one step, so an unmask in between is never missed: either the
+// unmask's exchange sees the pending bit, or this loop sees the vector unmasked and signals.
+void SoftDevice::raise_interrupt() noexcept {
+  std::uint32_t s = vector_.load(std::memory_order_acquire);
+  while ((s & kMasked) != 0) {
+    if (vector_.compare_exchange_weak(s, s | kPending, std::memory_order_acq_rel)) {
+      return;
+    }
+  }
+  signal();
+}
+
+void SoftDevice::signal() noexcept {
+  const std::uint64_t one = 1;
+  if (::write(irq_fd_.get(), &one, sizeof(one)) == sizeof(one)) {
+    irqs_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void SoftDevice::set_masked(bool masked) noexcept {
+  if (masked) {
+    vector_.fetch_or(kMasked, std::memory_order_acq_rel);
+  } else if ((vector_.exchange(0, std::memory_order_acq_rel) & kPending) != 0) {
+    signal();  // the interrupt held back while masked
   }
 }
 
@@ -97,6 +122,8 @@ LoopbackQueue::~LoopbackQueue() {
     static_cast<void>(detach());
   }
 }
+
+void LoopbackQueue::mask_interrupt(bool masked) noexcept { dev_->set_masked(masked); }
 
 std::size_t LoopbackQueue::submit_to_device(std::span<engine::Request*> reqs) noexcept {
   std::size_t n = 0;

@@ -54,10 +54,15 @@ class SoftDevice {
   void ring_cq(std::uint32_t head) noexcept { cq_head_.store(head, std::memory_order_release); }
   /// Interrupts signalled so far (any thread, relaxed).
   [[nodiscard]] std::uint64_t interrupts() const noexcept { return irqs_.load(std::memory_order_relaxed); }
+  /// The vector's mask bit, as MSI-X has it: while masked, an interrupt is held pending, and
+  /// unmasking signals it then. Any thread.
+  void set_masked(bool masked) noexcept;
 
  private:
   SoftDevice(std::uint32_t entries, bool irq, dma::HostMemory memory, Fd irq_fd) noexcept;
   void run(int cpu) noexcept;
+  void raise_interrupt() noexcept;
+  void signal() noexcept;
 
   std::uint32_t entries_;
   bool irq_;
@@ -69,6 +74,8 @@ class SoftDevice {
   alignas(kCacheLine) std::atomic<std::uint32_t> cq_head_{0};
   alignas(kCacheLine) std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> irqs_{0};
+  static constexpr std::uint32_t kMasked = 1, kPending = 2;
+  alignas(kCacheLine) std::atomic<std::uint32_t> vector_{0};  // kMasked | kPending
   std::thread thread_;
 };
 
@@ -87,6 +94,7 @@ class LoopbackQueue final : public engine::QueuePair {
  private:
   std::size_t submit_to_device(std::span<engine::Request*> reqs) noexcept override;
   std::size_t reap_completions() noexcept override;
+  void mask_interrupt(bool masked) noexcept override;
 
   SoftDevice* dev_;
   std::uint32_t mask_;

@@ -62,6 +62,10 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
                                       class_rev >> 8, kNvmeClassCode));
   }
   VFE_TRY(config.enable_bus_master());  // vfio-pci enables memory decoding only
+  VFE_TRY_ASSIGN(const auto msix, config.msix());
+  if (msix && msix->table_bar == 0 && options.mask_interrupts_while_polling) {
+    msix_table_ = msix->table_offset;
+  }
   VFE_TRY_ASSIGN(auto bar, mmio::Bar::open(*device_, VFIO_PCI_BAR0_REGION_INDEX));
   bar_.emplace(std::move(bar));
   cap_ = Cap{bar_->read64(reg::kCap)};

@@ -71,6 +71,11 @@ struct ControllerOptions {
   /// the register only when the controller's event index says it is not reading the memory
   /// anyway. Each register write an emulated controller traps costs a VM exit.
   bool shadow_doorbells = true;
+  /// Adaptive queues (engine::CompletionMode::adaptive) mask their MSI-X vector while their
+  /// worker polls and unmask it before it sleeps (a masked vector holds its interrupt pending),
+  /// where the table is in BAR0 and the kernel lets it be mapped (MSIX_MAPPABLE). False keeps
+  /// interrupts on throughout.
+  bool mask_interrupts_while_polling = true;
 };
 
 /// Counters of one controller, readable from any thread (relaxed).
@@ -287,6 +292,7 @@ class Controller final : private QueueHost {
   // before the device whose fd they use.
   std::unique_ptr<vfio::Device> device_;
   std::optional<mmio::Bar> bar_;
+  std::optional<std::uint32_t> msix_table_;  // the MSI-X table's offset in bar_, when it is there
   std::unique_ptr<dma::DmaSpace> space_;
   std::optional<irq::IrqSet> irqs_;
   std::optional<irq::IrqSet> req_irq_;  // the device request interrupt, when offered

@@ -38,7 +38,8 @@ QueueParams Controller::queue_params() noexcept {
           .retries = options_.retries,
           .sgls = identity_.sgls,
           .shadow_doorbells = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() : nullptr,
-          .event_indexes = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() + shadow_half_ / 4 : nullptr};
+          .event_indexes = shadow_mem_ ? shadow_mem_->as<std::uint32_t>() + shadow_half_ / 4 : nullptr,
+          .msix_table = msix_table_};
 }
 
 // §5.8 Doorbell Buffer Config, where the controller has it (OACS bit 8) and the options want it:

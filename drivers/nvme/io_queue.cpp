@@ -38,13 +38,12 @@ IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, 
                  dma::DmaBuffer memory)
     : engine::QueuePair(options.submission_capacity),
       host_(&host),
-      bar_(params.bar),
       qid_(qid),
       entries_(options.entries),
       page_size_(params.page_size),
       // §3.1.24: SQ y tail doorbell at 1000h + (2y) x stride, CQ y head at 1000h + (2y + 1) x stride.
-      sq_doorbell_(reg::kDoorbells + 2ULL * qid * params.doorbell_stride),
-      cq_doorbell_(reg::kDoorbells + (2ULL * qid + 1) * params.doorbell_stride),
+      sq_doorbell_(*params.bar, reg::kDoorbells + 2ULL * qid * params.doorbell_stride),
+      cq_doorbell_(*params.bar, reg::kDoorbells + (2ULL * qid + 1) * params.doorbell_stride),
       layout_(layout(entries_, page_size_, params.max_transfer)),
       memory_(std::move(memory)),
       retries_(params.retries),
@@ -56,6 +55,11 @@ IoQueue::IoQueue(QueueHost& host, const QueueParams& params, std::uint16_t qid, 
       prp_lists_(reinterpret_cast<std::uint64_t*>(memory_.as<std::uint8_t>() + layout_.prp_lists)),
       prp_lists_iova_(dma::to_u64(memory_.iova_at(layout_.prp_lists))),
       slots_(options.entries - 1) {
+  if (params.msix_table && options.completion == engine::CompletionMode::adaptive) {
+    // PCI 3.0 §6.8.2: 16-byte entries, Vector Control last; the CQ's vector IV is the queue ID.
+    vector_control_ = mmio::Register32(*params.bar, *params.msix_table + 16ULL * qid + 12);
+    vector_control_rest_ = vector_control_.is_mapped() ? vector_control_.read() & ~kMsixMaskBit : 0;
+  }
   if (params.shadow_doorbells != nullptr) {
     // The buffers mirror the doorbell registers: word (2 qid) x stride / 4 for the SQ, the next
     // stride for the CQ.
@@ -268,8 +272,18 @@ void IoQueue::ring_sq(std::uint64_t issued) noexcept {
       return;
     }
   }
-  bar_->write32_db(sq_doorbell_, sq_tail_);  // io_wmb inside: the entries before the doorbell
+  sq_doorbell_.write_db(sq_tail_);  // io_wmb inside: the entries before the doorbell
   bump(stats_.sq_doorbells);
+}
+
+// Adaptive mode (engine::QueuePair::mask_interrupt): while the worker polls, the vector's Mask
+// Bit holds its interrupts pending in the device (PCI 3.0 §6.8.2.9), which raises them when it is
+// cleared. A plain store to the mmap'd table, only where the kernel lets it be mapped
+// (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE); elsewhere interrupts stay on.
+void IoQueue::mask_interrupt(bool masked) noexcept {
+  if (vector_control_.is_mapped()) {
+    vector_control_.write(vector_control_rest_ | (masked ? kMsixMaskBit : 0U));
+  }
 }
 
 void IoQueue::ring_cq() noexcept {
@@ -279,7 +293,7 @@ void IoQueue::ring_cq() noexcept {
       return;
     }
   }
-  bar_->write32(cq_doorbell_, cq_head_);  // the entries read may now be reused
+  cq_doorbell_.write(cq_head_);  // the entries read may now be reused
   bump(stats_.cq_doorbells);
 }
 

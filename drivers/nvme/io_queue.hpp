@@ -10,13 +10,14 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "base/units.hpp"
 #include "dma/dma_buffer.hpp"
 #include "drivers/nvme/io_request.hpp"
 #include "drivers/nvme/queue_host.hpp"
 #include "drivers/nvme/sgl.hpp"
 #include "drivers/nvme/spec.hpp"
 #include "engine/queue_pair.hpp"
-#include "mmio/region.hpp"
+#include "mmio/register32.hpp"
 
 namespace vfe::nvme {
 
@@ -188,6 +189,7 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
 
   std::size_t submit_to_device(std::span<engine::Request*> reqs) noexcept override;
   std::size_t reap_completions() noexcept override;
+  void mask_interrupt(bool masked) noexcept override;
   enum class Issue { issued, no_slot, refused };
   [[nodiscard]] Issue issue_next(IoRequest& req) noexcept;  // one command of req
   [[nodiscard]] bool issue_rest(IoRequest& req, int failed, std::uint64_t& issued) noexcept;
@@ -199,12 +201,15 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   [[nodiscard]] int submit_counted(IoRequest& req) noexcept;
 
   QueueHost* host_;
-  mmio::Bar* bar_;
   std::uint16_t qid_;
   std::uint32_t entries_;
   std::uint32_t page_size_;
-  std::uint64_t sq_doorbell_;
-  std::uint64_t cq_doorbell_;
+  mmio::Register32 sq_doorbell_;  // resolved once: a doorbell write is one store
+  mmio::Register32 cq_doorbell_;
+  // Adaptive queues: the Vector Control word of the queue's MSI-X entry, and its other bits
+  // (kept as read: RsvdP and TPH steering tags). Unused when the table is not mmap'd.
+  mmio::Register32 vector_control_;
+  std::uint32_t vector_control_rest_ = 0;
   // This queue's words in the shadow doorbell and event index buffers; null when not in use.
   volatile std::uint32_t* shadow_sq_ = nullptr;
   volatile std::uint32_t* shadow_cq_ = nullptr;
@@ -221,8 +226,9 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   std::uint64_t* prp_lists_;
   std::uint64_t prp_lists_iova_;
 
-  // Worker-only state.
-  std::vector<Slot> slots_;       // index = command id
+  // Worker-only state, stored on every batch: on lines of its own, apart from the fixed facts
+  // above that every submit reads on the submitter's thread.
+  alignas(kCacheLine) std::vector<Slot> slots_;  // index = command id
   std::vector<std::uint16_t> free_;  // free slots (a stack)
   std::vector<IoRequest*> retry_;    // requests to send again (a stack; reserved: never allocates)
   std::uint32_t sq_tail_ = 0;  // 32 bits: a queue may have 65536 entries
@@ -238,7 +244,8 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   // once the bit is set, so after close() the count only falls: close() waits for the submits
   // already in, never for new ones, however many threads keep trying.
   static constexpr std::uint32_t kClosedBit = 1U << 31;
-  alignas(64) std::atomic<std::uint32_t> gate_{0};
+  static constexpr std::uint32_t kMsixMaskBit = 1U;  // MSI-X Vector Control bit 0
+  alignas(kCacheLine) std::atomic<std::uint32_t> gate_{0};
 
   bool registered_ = false;  // the host lists it (set by the host in open, also when that fails)
   std::uint64_t device_generation_ = 0;  // written under the host's lock
@@ -246,7 +253,9 @@ class IoQueue final : private engine::QueuePair, private HostedQueue {
   std::atomic<std::uint32_t> late_cid_{0};  // published by timed_out_'s release store
   std::atomic<bool> check_pending_{false};  // a check_ages task is posted and not yet run
   std::uint32_t check_max_age_ = 0;         // its argument, written before it is posted
-  IoQueueStats stats_;
+  // Stored by the worker on every batch and reap: not on the gate's line, which submitters
+  // write. Last: the class's alignment pads the rest of its line.
+  alignas(kCacheLine) IoQueueStats stats_;
 };
 
 }  // namespace vfe::nvme

@@ -4,6 +4,7 @@
 /// all a queue may use of its controller, `HostedQueue` all the controller may do to a queue.
 /// Neither class needs the other's definition, and neither is the other's friend.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -34,6 +35,9 @@ struct QueueParams {
   /// doorbell registers are (SQ y at 2y x stride bytes, CQ y after it); null when not in use.
   volatile std::uint32_t* shadow_doorbells = nullptr;
   volatile std::uint32_t* event_indexes = nullptr;
+  /// Where the MSI-X table starts in `bar`, when it is there (PCI 3.0 §6.8.2.6); an adaptive
+  /// queue masks its vector in it while its worker polls. Unset: the table is in another BAR.
+  std::optional<std::uint32_t> msix_table;
 };
 
 /// The controller as its I/O queues see it. The data path reads the state, the failure errno,
@@ -53,14 +57,12 @@ class QueueHost {
   /// The active namespaces, in ID order (fixed after bring-up: a reset that changes one fails
   /// the controller instead).
   [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept { return namespaces_; }
-  /// The namespace with ID `nsid`, or nullptr.
+  /// The namespace with ID `nsid`, or nullptr. A binary search: the table is in ID order, and
+  /// every submit looks its namespace up.
   [[nodiscard]] const NamespaceInfo* find_namespace(std::uint32_t nsid) const noexcept {
-    for (const NamespaceInfo& ns : namespaces_) {
-      if (ns.nsid == nsid) {
-        return &ns;
-      }
-    }
-    return nullptr;
+    const auto it = std::lower_bound(namespaces_.begin(), namespaces_.end(), nsid,
+                                     [](const NamespaceInfo& ns, std::uint32_t id) { return ns.nsid < id; });
+    return it != namespaces_.end() && it->nsid == nsid ? &*it : nullptr;
   }
   /// Identify Controller ONCS: Write Zeroes.
   [[nodiscard]] bool supports_write_zeroes() const noexcept { return write_zeroes_; }

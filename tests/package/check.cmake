@@ -11,6 +11,20 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+
+# Nothing in the libraries uses TBB, so nothing installed may make a consumer find or link it
+# (only the ring micro benchmark, which is not installed, links TBB).
+file(GLOB_RECURSE package_files ${prefix}/lib*/cmake/vfe/*.cmake ${prefix}/lib*/pkgconfig/vfe.pc)
+if(NOT package_files)
+  message(FATAL_ERROR "no vfe package files (CMake config, vfe.pc) under ${prefix}")
+endif()
+foreach(f IN LISTS package_files)
+  file(READ ${f} text)
+  string(TOLOWER "${text}" text)
+  if(text MATCHES "tbb")
+    message(FATAL_ERROR "${f} mentions TBB: library users would need it for nothing")
+  endif()
+endforeach()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/consumer -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)

@@ -130,6 +130,36 @@ void nvme_both_controllers(const char* completion) {
   EXPECT_EQ(r.at("jobs")[1].at("params").at("numa_node"), 1) << "the second controller is on node 1";
 }
 
+// --rate caps the rate, --ramp-time keeps the warm-up out of the count and the time, and a zipf
+// pattern with a seed runs and is reported (its law and the seed's reproducibility are
+// unit-tested: tests/unit/bench/access_pattern_test.cpp).
+void nvme_rate_ramp_zipf(const char* completion) {
+  constexpr double kRate = 1000, kSeconds = 2;
+  constexpr std::uint32_t kQd = 8;
+  std::vector<std::string> args = {"nvme", first("nvme"), "--rw", "randrw", "--qd", std::to_string(kQd), "--time",
+                                   "2", "--rate", "1000", "--ramp-time", "0.5", "--random-distribution", "zipf:1.2",
+                                   "--seed", "5", "--completion", completion};
+  args.insert(args.end(), kScratch.begin(), kScratch.end());
+  VFE_ASSERT_OK_AND_ASSIGN(const json r, bench(args));
+  ASSERT_NO_FATAL_FAILURE(check_report(r, "nvme", 1));
+  const json& job = r.at("jobs")[0];
+  const double seconds = job.at("seconds").get<double>();
+  EXPECT_GE(seconds, kSeconds) << "the ramp is not counted in the time";
+  EXPECT_LT(seconds, kSeconds + 0.5) << "the ramp is not counted in the time";
+  // The bucket starts with 10 ms of tokens, and the requests in flight when counting began
+  // complete inside the count.
+  const auto ops = job.at("ops").get<double>();
+  EXPECT_LE(ops, kRate * seconds + kRate / 100 + kQd) << "no more than --rate allows";
+  EXPECT_GE(ops, 0.8 * kRate * seconds) << "close to --rate (the device does far more)";
+  EXPECT_EQ(job.at("latency").at("count"), job.at("ops")) << "every I/O counted is timed";
+  EXPECT_EQ(job.at("params").at("seed"), 5);
+  EXPECT_EQ(job.at("params").at("random_distribution"), "zipf:1.2");
+  EXPECT_EQ(job.at("params").at("rate"), kRate);
+}
+
+TEST(VfioBenchVm, NvmeRateRampAndZipfPolling) { nvme_rate_ramp_zipf("poll"); }
+TEST(VfioBenchVm, NvmeRateRampAndZipfInterrupt) { nvme_rate_ramp_zipf("irq"); }
+
 TEST(VfioBenchVm, NvmeBothControllersPolling) { nvme_both_controllers("poll"); }
 TEST(VfioBenchVm, NvmeBothControllersInterrupt) { nvme_both_controllers("irq"); }
 TEST(VfioBenchVm, NvmeBothControllersAdaptive) { nvme_both_controllers("adaptive"); }
