@@ -79,8 +79,10 @@ class QueuePair : public Pollable {
   /// Adaptive queues, on the worker: hold back (`masked`) or let through the queue's interrupt
   /// while the worker polls the queue anyway (Pollable::set_interrupts says when). An interrupt
   /// that comes while masked must be raised on unmask (MSI-X keeps it pending), or be harmless
-  /// to lose: the worker polls once more after unmasking, before it sleeps. The default does
-  /// nothing: interrupts stay on, which is correct, only costlier.
+  /// to lose: the worker polls once more after unmasking, before it sleeps. A device that loses
+  /// it must order "post the completion, then look at the mask" against "unmask, then look at
+  /// the completions" itself (a read-modify-write of the mask word on both sides does). The
+  /// default does nothing: interrupts stay on, which is correct, only costlier.
   virtual void mask_interrupt(bool masked) noexcept { static_cast<void>(masked); }
 
   /// Detached queues only (teardown): hands every request still waiting for `submit_to_device`

@@ -188,7 +188,9 @@ class Worker {
   std::atomic<bool> stopping_{false};
   std::atomic<unsigned> ring_flags_{0};
 
-  alignas(kCacheLine) WorkerStats stats_;  // loops: stored on every loop round
+  // loops: stored on every loop round (wakeups_sent is the notifiers', but only when the worker
+  // sleeps, so it does not contend with the loop)
+  alignas(kCacheLine) WorkerStats stats_;
   Impl* impl_ = nullptr;  // owned by the worker thread's stack; touched only on that thread
   std::size_t attached_at_exit_ = 0;  // pollables still added when the thread ended (join publishes it)
 

@@ -1,12 +1,14 @@
 #pragma once
 /// \file
 /// The worker's thread-side state (`Worker::Impl`), shared by worker.cpp (what other threads
-/// call) and worker_thread.cpp (what runs on the worker). Internal: no user includes it.
+/// call) and worker_thread.cpp (what runs on the worker). Internal: installed with the other
+/// headers, but no public header includes it.
 
 #include <liburing.h>
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>

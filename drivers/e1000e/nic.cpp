@@ -331,7 +331,7 @@ std::size_t Nic::poll() noexcept {
 // EIAC makes the device clear a queue's cause in ICR and in IMS when it sends the message, so a
 // vector stays quiet until its handler writes its IMS bit again after looking at the ring; a frame
 // that came in between has set the cause again, and re-arming sends the message at once.
-void Nic::set_interrupts(bool enabled) noexcept {
+void Nic::program_interrupts(bool enabled) noexcept {
   bar_->write32(reg::kImc, icr::kAll);
   if (!enabled) {
     return;
@@ -391,7 +391,7 @@ Result<void> Nic::attach(engine::Worker& worker, engine::CompletionMode mode, Ni
   VFE_TRY(worker.add(*this));
   added_ = true;
   if (irq) {
-    set_interrupts(true);
+    program_interrupts(true);
   }
   undo.dismiss();
   return ok();
@@ -416,7 +416,7 @@ Result<void> Nic::detach() {
       *watched = false;
     }
   }
-  set_interrupts(false);  // after unwatch: no handler re-arms a vector behind it
+  program_interrupts(false);  // after unwatch: no handler re-arms a vector behind it
   worker_ = nullptr;
   handler_ = nullptr;
   return result;

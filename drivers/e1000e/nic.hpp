@@ -154,7 +154,7 @@ class Nic final : public engine::Pollable {
   [[nodiscard]] Result<void> wait_link(std::chrono::milliseconds timeout);
   void setup_receive(bool promiscuous) noexcept;
   void setup_transmit() noexcept;
-  void set_interrupts(bool enabled) noexcept;
+  void program_interrupts(bool enabled) noexcept;  // IMS/IVAR/EIAC: on (armed) or all off
   void stop() noexcept;
   void on_rx_vector() noexcept;
   void on_tx_vector() noexcept;

@@ -62,9 +62,12 @@ Result<void> Controller::open(std::string_view bdf, const ControllerOptions& opt
                                       class_rev >> 8, kNvmeClassCode));
   }
   VFE_TRY(config.enable_bus_master());  // vfio-pci enables memory decoding only
-  VFE_TRY_ASSIGN(const auto msix, config.msix());
-  if (msix && msix->table_bar == 0 && options.mask_interrupts_while_polling) {
-    msix_table_ = msix->table_offset;
+  if (options.mask_interrupts_while_polling) {
+    // Where the MSI-X table is, for adaptive queues to mask their vector; a capability that
+    // cannot be read only means interrupts stay on.
+    if (auto msix = config.msix(); msix && *msix && (*msix)->table_bar == 0) {
+      msix_table_ = (*msix)->table_offset;
+    }
   }
   VFE_TRY_ASSIGN(auto bar, mmio::Bar::open(*device_, VFIO_PCI_BAR0_REGION_INDEX));
   bar_.emplace(std::move(bar));

@@ -50,8 +50,9 @@ struct ControllerIdentity {
   [[nodiscard]] bool supports_verify() const noexcept { return (oncs & (1U << 7)) != 0; }
   /// OACS bit 8: the Doorbell Buffer Config command (shadow doorbells) is supported.
   [[nodiscard]] bool supports_doorbell_buffer_config() const noexcept { return (oacs & (1U << 8)) != 0; }
-  /// SGLS bits 1:0 not 00b: the NVM command set takes SGLs (01b: any alignment, 10b: dword).
-  [[nodiscard]] bool supports_sgls() const noexcept { return (sgls & 3U) != 0; }
+  /// SGLS bits 1:0 01b or 10b: the NVM command set takes SGLs (01b: any alignment, 10b: dword);
+  /// 11b is reserved, and is taken as no SGL support (as the I/O queues do).
+  [[nodiscard]] bool supports_sgls() const noexcept { return (sgls & 3U) == 1 || (sgls & 3U) == 2; }
   /// The largest transfer in bytes for a minimum page size of 2^`min_page_shift`; 0: no limit.
   [[nodiscard]] std::uint64_t max_transfer_bytes(std::uint32_t min_page_shift) const noexcept;
 };

@@ -52,6 +52,8 @@ struct IoQueueStats {
   std::atomic<std::uint64_t> errors{0};         ///< requests completed with an error
   std::atomic<std::uint64_t> retries{0};        ///< requests sent again (a retryable error, a reset)
   std::atomic<std::uint64_t> watchdog_reaps{0};  ///< completions found for a late command (a lost interrupt)
+  /// MSI-X Vector Control writes of an adaptive queue (masking while its worker polls).
+  std::atomic<std::uint64_t> interrupt_mask_writes{0};
 };
 
 /// A queue pair on the controller, bound to one worker. Any thread submits with `submit`; the

@@ -94,6 +94,11 @@ TEST(IdentifyController, OptionalCommandsAndAttributes) {
   ASSERT_TRUE(d) << d.error().message();
   EXPECT_FALSE(d->supports_doorbell_buffer_config());
   EXPECT_FALSE(d->supports_sgls());
+  put_le<std::uint32_t>(p, 536, 0x00000003);  // 11b: reserved
+  EXPECT_FALSE(parse_identify_controller(p)->supports_sgls()) << "SGLS 11b is reserved, not support";
+  put_le<std::uint32_t>(p, 536, 0x00000001);
+  EXPECT_TRUE(parse_identify_controller(p)->supports_sgls());
+  put_le<std::uint32_t>(p, 536, 0xfffffffc);
   EXPECT_FALSE(d->supports_compare());
   EXPECT_FALSE(d->supports_verify());
 }
