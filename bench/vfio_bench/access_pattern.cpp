@@ -55,9 +55,9 @@ Result<Distribution> parse_distribution(const std::string& text) {
 std::string to_string(const Distribution& d) {
   switch (d.kind) {
     case Distribution::Kind::zipf:
-      return fmt::format("zipf:{}", d.theta);
+      return fmt::format("zipf:{:.6g}", d.theta);
     case Distribution::Kind::zoned:
-      return fmt::format("zoned:{}/{}", d.hot_io * 100, d.hot_space * 100);
+      return fmt::format("zoned:{:.6g}/{:.6g}", d.hot_io * 100, d.hot_space * 100);
     case Distribution::Kind::uniform:
       break;
   }

@@ -47,8 +47,9 @@ struct Distribution {
 /// The text parse_distribution reads, for reports ("zipf:1.2").
 [[nodiscard]] std::string to_string(const Distribution& d);
 
-/// Picks slots in [0, slots) by a distribution. Zipf is sampled exactly (rejection-inversion,
-/// Hörmann and Derflinger 1996: O(1) per pick, no table), rank k at slot k - 1, so the hottest
+/// Picks slots in [0, slots) by a distribution. Zipf is sampled exactly, to double precision
+/// (rejection-inversion, Hörmann and Derflinger 1996: O(1) per pick, no table; for theta > 1
+/// ranks holding less than 1e-15 of the mass fold together), rank k at slot k - 1, so the hottest
 /// blocks are at the region's start, as are the zoned mode's. Worker-owned: not thread-safe.
 class SlotPicker {
  public:

@@ -40,14 +40,15 @@ struct NvmeOptions {
   std::uint32_t qd = 32;              ///< I/Os in flight per worker
   unsigned workers = 1;               ///< worker threads (queues) per controller, on its node
   std::string completion = "poll";    ///< poll, irq or adaptive
-  std::uint32_t nsid = 1;
+  std::vector<std::uint32_t> nsids = {1};  ///< namespaces, each its own job (and queues) per controller
   std::uint64_t offset = 0;           ///< first byte of the region tested
   std::uint64_t size = 0;             ///< bytes of it (0: to the namespace end)
   bool shadow_doorbells = true;       ///< ControllerOptions::shadow_doorbells
   bool mask_interrupts = true;        ///< ControllerOptions::mask_interrupts_while_polling
-  std::uint64_t seed = 1;             ///< random offsets and the read/write mix; worker w uses seed + w
+  bool verify = false;                ///< writes carry the --seed pattern, reads are checked (TBB)
+  std::uint64_t seed = 1;             ///< offsets, the mix and the --verify pattern; the k-th worker of the run uses seed + k
   std::string distribution = "random";  ///< fio's random_distribution: random, zipf:THETA, zoned:IO/SPACE
-  double rate = 0;                    ///< IOPS cap per controller, shared by its workers (0: none)
+  double rate = 0;                    ///< IOPS cap per job (a namespace of a controller), shared by its workers (0: none)
   double ramp_seconds = 0;            ///< run this long before counting (fio's ramp_time)
 };
 [[nodiscard]] Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& options);

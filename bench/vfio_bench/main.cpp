@@ -9,8 +9,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "bench/vfio_bench/jobs.hpp"
+#include "bench/vfio_bench/plot.hpp"
 
 namespace {
 
@@ -33,21 +35,41 @@ constexpr const char* kDescription =
     "in the region tested. Exit status: 0 when every operation succeeded, 1 when one failed\n"
     "(the first errors are printed), 2 for bad usage or a setup failure.";
 
-int finish(const vfe::Result<Report>& report, bool json, const std::string& output) {
+// What the run is printed and drawn with.
+struct OutputOptions {
+  bool json = false;
+  std::string output;         // "" for stdout
+  std::string plot;           // --plot FILE.svg, "" for none
+  std::vector<double> percentiles = Report::kDefaultPercentiles;
+};
+
+// Writes `text` to `path`; false (and a message) when it cannot.
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) {
+    fmt::print(stderr, "vfio-bench: cannot write {}\n", path);
+    return false;
+  }
+  return true;
+}
+
+int finish(vfe::Result<Report> report, const OutputOptions& out_opts) {
   if (!report) {
     fmt::print(stderr, "vfio-bench: {}\n", report.error().message());
+    return 2;
+  }
+  report->percentiles = out_opts.percentiles;
+  const bool json = out_opts.json;
+  const std::string& output = out_opts.output;
+  if (!out_opts.plot.empty() && !write_file(out_opts.plot, to_svg(*report))) {
     return 2;
   }
   const std::string text = json ? to_json(*report).dump(2) + "\n" : to_text(*report);
   if (output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
-  } else {
-    std::ofstream out(output);
-    out << text;
-    if (!out) {
-      fmt::print(stderr, "vfio-bench: cannot write {}\n", output);
-      return 2;
-    }
+  } else if (!write_file(output, text)) {
+    return 2;
   }
   if (report->errors() != 0) {
     for (const Job& j : report->jobs) {
@@ -84,21 +106,37 @@ int main(int argc, char** argv) {
   app.fallthrough();
   CommonOptions common;
   common.progress = ::isatty(STDERR_FILENO) == 1;
-  bool json = false;
-  std::string output;
+  OutputOptions out_opts;
   app.add_option("--time", common.seconds, "seconds per job")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--ios", common.ops, "stop each job after this many operations instead of --time");
-  app.add_flag("--json", json, "print JSON instead of the summary");
-  app.add_option("--output", output, "write the summary or JSON to FILE instead of stdout")->type_name("FILE");
+  app.add_flag("--json", out_opts.json, "print JSON instead of the summary");
+  app.add_option("--output", out_opts.output, "write the summary or JSON to FILE instead of stdout")->type_name("FILE");
+  app.add_option("--plot", out_opts.plot,
+                 "also draw the run as an SVG (vfio-bench draws it): each job's latency distribution, and "
+                 "its rate over time where the mode samples one (nvme)")->type_name("FILE.svg");
+  app.add_option_function<std::string>(
+         "--percentiles",
+         [&out_opts](const std::string& text) {
+           auto v = parse_percentiles(text);
+           if (!v) {
+             throw CLI::ValidationError(v.error().message());  // the message names the option
+           }
+           out_opts.percentiles = *v;
+         },
+         "latency percentiles to report, comma-separated (default 50,90,99,99.9)")
+      ->type_name("LIST");
   app.add_flag("--progress,!--no-progress", common.progress, "a progress line once a second (default: on a terminal)");
   app.add_option("--iommu-mode", common.mode, "type1, iommufd or noiommu (default: $VFE_IOMMU_MODE, else the best)");
 
   NvmeOptions nvme;
   auto* nvme_cmd = app.add_subcommand("nvme", "NVMe I/O on one or several controllers");
   nvme_cmd->add_option("BDF", nvme.bdfs, "controllers, bound to vfio-pci")->required();
-  nvme_cmd->add_option("--rw", nvme.rw, "read, write, randread, randwrite, rw (sequential mix) or randrw")
+  nvme_cmd->add_option("--rw", nvme.rw,
+                       "read, write, randread, randwrite, rw (sequential mix), randrw, trim, randtrim "
+                       "(deallocate --bs at a time), writezeroes, randwritezeroes, or flush")
       ->capture_default_str()
-      ->check(CLI::IsMember({"read", "write", "randread", "randwrite", "rw", "randrw"}));
+      ->check(CLI::IsMember({"read", "write", "randread", "randwrite", "rw", "randrw", "trim", "randtrim",
+                             "writezeroes", "randwritezeroes", "flush"}));
   nvme_cmd->add_option("--rwmixread", nvme.rwmixread, "percent reads in rw and randrw")
       ->capture_default_str()->check(CLI::Range(0, 100));
   add_size(*nvme_cmd, "--bs", nvme.bs, "bytes per I/O, a multiple of the block size (default 4k)");
@@ -107,19 +145,27 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 64));
   nvme_cmd->add_option("--completion,--mode", nvme.completion, "poll, irq or adaptive")
       ->capture_default_str()->check(CLI::IsMember({"poll", "irq", "adaptive"}));
-  nvme_cmd->add_option("--nsid", nvme.nsid, "namespace")->capture_default_str();
+  nvme_cmd->add_option("--nsid", nvme.nsids,
+                       "namespaces, comma-separated: each is a job of its own, with --workers queues of its own")
+      ->delimiter(',')->capture_default_str();
   add_size(*nvme_cmd, "--offset", nvme.offset, "first byte of the region tested (default 0)");
   add_size(*nvme_cmd, "--size", nvme.size, "bytes of the region (default: to the namespace end)");
-  nvme_cmd->add_option("--seed", nvme.seed, "seed of the random offsets and the read/write mix (same seed, same "
-                                            "LBA sequence); worker w uses SEED + w")->capture_default_str();
+  nvme_cmd->add_option("--seed", nvme.seed, "seed of the random offsets, the read/write mix and the --verify pattern "
+                                            "(same seed, same LBA sequence); the run's k-th worker draws from "
+                                            "SEED + k")->capture_default_str();
   nvme_cmd->add_option("--random-distribution", nvme.distribution,
                        "where random I/O goes: random (uniform), zipf:THETA (rank k drawn in proportion to "
                        "k^-THETA, hottest at the region's start) or zoned:IO/SPACE (IO percent of I/Os to the "
                        "first SPACE percent of the region)")->capture_default_str();
-  nvme_cmd->add_option("--rate", nvme.rate, "cap on I/Os per second per controller, shared by its workers (0: none)")
+  nvme_cmd->add_option("--rate", nvme.rate, "cap on I/Os per second of each job (a namespace of a controller), shared by its "
+                                           "workers (0: none)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   nvme_cmd->add_option("--ramp-time", nvme.ramp_seconds, "seconds of I/O before counting starts (with --time)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  nvme_cmd->add_flag("--verify", nvme.verify,
+                     "writes carry a pattern of the LBA and --seed, and every read is checked against it "
+                     "(off the I/O workers, on threads of the controller's NUMA node); mismatches are errors, "
+                     "reported by LBA. Reads expect the pattern: write the region with the same --seed first");
   nvme_cmd->add_flag("!--no-irq-masking", nvme.mask_interrupts,
                      "adaptive mode: leave each queue's MSI-X vector unmasked while its worker polls");
   nvme_cmd->add_flag("!--no-shadow-doorbells", nvme.shadow_doorbells,
@@ -179,7 +225,7 @@ int main(int argc, char** argv) {
   }
 
   if (*nvme_cmd) {
-    return finish(run_nvme(common, nvme), json, output);
+    return finish(run_nvme(common, nvme), out_opts);
   }
   if (*mmio_cmd) {
     if (*write_opt) {
@@ -198,13 +244,13 @@ int main(int argc, char** argv) {
       }
       mmio.write = true;
     }
-    return finish(run_mmio(common, mmio), json, output);
+    return finish(run_mmio(common, mmio), out_opts);
   }
   if (*irq_cmd) {
-    return finish(run_irq(common, irq), json, output);
+    return finish(run_irq(common, irq), out_opts);
   }
   if (*nic_cmd) {
-    return finish(run_nic(common, nic), json, output);
+    return finish(run_nic(common, nic), out_opts);
   }
   if (*dma_cmd) {
     for (const auto& s : sizes) {
@@ -215,7 +261,7 @@ int main(int argc, char** argv) {
       }
       dma.sizes.push_back(*v);
     }
-    return finish(run_dma(common, dma), json, output);
+    return finish(run_dma(common, dma), out_opts);
   }
-  return finish(run_loopback(common, loop), json, output);
+  return finish(run_loopback(common, loop), out_opts);
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
+#include <thread>
 #include <utility>
 
 #include "bench/vfio_bench/jobs.hpp"
@@ -18,17 +20,71 @@ void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 
 void release_task(void* lane) { static_cast<Lane*>(lane)->release_held(); }
 
+// --verify: back on the worker after the check.
+void checked_task(void* io) {
+  auto& r = *static_cast<BenchIo*>(io);
+  r.lane->checked(r);
+}
+
+// On an arena thread: the check is done; hand the request back to its worker. Its task ring
+// holds 1024 and a lane has at most --qd requests out: a full ring is brief.
+void on_checked(void* ctx, std::uint64_t bad_lba) noexcept {
+  auto& io = *static_cast<BenchIo*>(ctx);
+  io.bad_lba = bad_lba;
+  while (!io.lane->worker->try_post(checked_task, &io)) {
+    std::this_thread::yield();
+  }
+}
+
+const char* op_name(nvme::IoOpcode op) noexcept {
+  switch (op) {
+    case nvme::IoOpcode::read: return "read";
+    case nvme::IoOpcode::write: return "write";
+    case nvme::IoOpcode::dataset_management: return "trim";
+    case nvme::IoOpcode::write_zeroes: return "write zeroes";
+    case nvme::IoOpcode::flush: return "flush";
+    case nvme::IoOpcode::compare: break;
+  }
+  return "compare";
+}
+
 }  // namespace
 
 void Lane::aim(BenchIo& io) noexcept {
-  Rng& rng = picker->rng();
-  const bool read = read_percent == 100 || (read_percent != 0 && rng.below(100) < read_percent);
-  io.opcode = read ? nvme::IoOpcode::read : nvme::IoOpcode::write;
   const std::uint64_t slots = blocks / bs_blocks;
   const std::uint64_t slot = random ? picker->next() : next_seq++ % slots;
   io.lba = first_block + slot * bs_blocks;
   io.blocks = bs_blocks;
-  io.data = {&io.segment, 1};
+  io.bytes = io.segment.length;
+  switch (op) {
+    case LaneOp::read_write: {
+      Rng& rng = picker->rng();
+      const bool read = read_percent == 100 || (read_percent != 0 && rng.below(100) < read_percent);
+      io.opcode = read ? nvme::IoOpcode::read : nvme::IoOpcode::write;
+      io.data = {&io.segment, 1};
+      if (!read && verifier != nullptr) {
+        fill_pattern({io.host, io.segment.length}, io.lba, block_size, verify_seed);
+      }
+      break;
+    }
+    case LaneOp::trim:  // one range of --bs (Dataset Management, Attribute Deallocate)
+      *io.range = {.attributes = 0, .blocks = static_cast<std::uint32_t>(bs_blocks), .lba = io.lba};
+      io.opcode = nvme::IoOpcode::dataset_management;
+      io.blocks = 0;
+      io.data = {&io.range_segment, 1};
+      break;
+    case LaneOp::write_zeroes:
+      io.opcode = nvme::IoOpcode::write_zeroes;
+      io.data = {};
+      break;
+    case LaneOp::flush:
+      io.opcode = nvme::IoOpcode::flush;
+      io.lba = 0;
+      io.blocks = 0;
+      io.bytes = 0;
+      io.data = {};
+      break;
+  }
   ++issued;
 }
 
@@ -55,6 +111,7 @@ void Lane::start(BenchIo& io) noexcept {
   }
   if (rate && !rate->try_take(now_ns())) {
     held.push_back(&io);  // reserved for every request: no allocation
+    holding.store(true, std::memory_order_relaxed);
     return;
   }
   send(io);
@@ -68,6 +125,7 @@ void Lane::release_held() noexcept {
     if (stop->load(std::memory_order_relaxed) || issued >= limit) {
       parked.fetch_add(static_cast<unsigned>(held.size() - sent), std::memory_order_release);
       held.clear();
+      holding.store(false, std::memory_order_relaxed);
       return;
     }
     if (!rate->try_take(now)) {
@@ -76,6 +134,7 @@ void Lane::release_held() noexcept {
     send(*held[sent]);
   }
   held.erase(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(sent));  // oldest first
+  holding.store(!held.empty(), std::memory_order_relaxed);
 }
 
 void Lane::post_release() noexcept {
@@ -84,7 +143,26 @@ void Lane::post_release() noexcept {
   }
 }
 
+void Lane::checked(BenchIo& io) noexcept {
+  if (io.bad_lba != kNoMismatch) {
+    mismatches.fetch_add(1, std::memory_order_relaxed);
+    if (bad_lbas.size() < kBadLbasKept) {
+      bad_lbas.push_back(io.bad_lba);
+    }
+    if (first_failure()) {
+      first_error = fmt::format("verify: LBA {} differs from the pattern of --seed {} (read of {} blocks from LBA {})",
+                                io.bad_lba, verify_seed, io.blocks, io.lba);
+    }
+    bump(errors);
+  }
+  start(io);
+}
+
 void Lane::begin_measuring(std::uint64_t io_limit) noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  cpu0 = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  irq_events0 = worker->stats().irq_events.load(std::memory_order_relaxed);
   latency = Histogram{};
   done.store(0, std::memory_order_relaxed);
   bytes.store(0, std::memory_order_relaxed);
@@ -100,14 +178,17 @@ void on_bench_io_complete(engine::Request* r, int status) noexcept {
     lane.latency.record(now_ns() - io.started);
     bump(lane.done);
     if (status == 0) {
-      bump(lane.bytes, io.segment.length);
+      bump(lane.bytes, io.bytes);
     }
   }
+  if (status == 0 && lane.verifier != nullptr && io.opcode == nvme::IoOpcode::read) {
+    lane.verifier->check({io.host, io.segment.length, io.lba, lane.block_size, lane.verify_seed, on_checked, &io});
+    return;  // checked() goes on with it
+  }
   if (status != 0) {
-    lane.park_failed(lane.first_failure()
-                         ? fmt::format("{} at LBA {}: {} ({})", io.opcode == nvme::IoOpcode::read ? "read" : "write",
-                                       io.lba, std::strerror(-status), nvme::to_string(io.status))
-                         : std::string());
+    lane.park_failed(lane.first_failure() ? fmt::format("{} at LBA {}: {} ({})", op_name(io.opcode), io.lba,
+                                                        std::strerror(-status), nvme::to_string(io.status))
+                                          : std::string());
     return;
   }
   lane.start(io);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/result.hpp"
 #include "bench/vfio_bench/histogram.hpp"
 
 namespace vfe::bench {
@@ -24,6 +25,13 @@ struct Job {
   Histogram latency;             ///< per-operation latency in nanoseconds
   nlohmann::json extra = nlohmann::json::object();  ///< mode-specific figures (mmio_writes_per_io, ...)
   std::string first_error;       ///< what the first failure said
+  /// Operations per second over the run, one point per sampling interval (modes that sample:
+  /// nvme). `seconds` is the interval's end, from the start of counting.
+  struct RatePoint {
+    double seconds;
+    double ops_per_second;
+  };
+  std::vector<RatePoint> timeline;
 
   [[nodiscard]] double ops_per_second() const noexcept { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
   [[nodiscard]] double mib_per_second() const noexcept {
@@ -37,14 +45,22 @@ struct Report {
   std::vector<Job> jobs;
   std::vector<std::string> notes;  ///< comparisons and remarks, printed after the jobs
   nlohmann::json comparison = nlohmann::json::object();
+  /// The latency percentiles printed and put in the JSON ("p50", "p99.99", ...).
+  std::vector<double> percentiles = kDefaultPercentiles;
+  static inline const std::vector<double> kDefaultPercentiles = {50, 90, 99, 99.9};
 
   [[nodiscard]] std::uint64_t errors() const noexcept;
 };
 
-/// The summary: per job, the rate, throughput, latency mean/p50/p90/p99/p99.9/max, CPU per op.
+/// The summary: per job, the rate, throughput, latency mean, the report's percentiles and max,
+/// CPU per op.
 [[nodiscard]] std::string to_text(const Report& report);
 /// The same as JSON (schema: docs/VFIO-BENCH.md, "JSON"), histogram buckets included.
 [[nodiscard]] nlohmann::json to_json(const Report& report);
+/// Parses "50,99,99.99" (each above 0 and at most 100, at most 32 of them) for --percentiles.
+[[nodiscard]] Result<std::vector<double>> parse_percentiles(const std::string& text);
+/// "p50", "p99.9": a percentile's name in the JSON and the summary.
+[[nodiscard]] std::string percentile_name(double p);
 /// "12.3 us", "845 ns", "1.20 ms": a nanosecond count for people.
 [[nodiscard]] std::string format_ns(double ns);
 
