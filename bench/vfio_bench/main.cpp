@@ -62,13 +62,15 @@ int finish(vfe::Result<Report> report, const OutputOptions& out_opts) {
   report->percentiles = out_opts.percentiles;
   const bool json = out_opts.json;
   const std::string& output = out_opts.output;
-  if (!out_opts.plot.empty() && !write_file(out_opts.plot, to_svg(*report))) {
-    return 2;
-  }
+
   const std::string text = json ? to_json(*report).dump(2) + "\n" : to_text(*report);
   if (output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
   } else if (!write_file(output, text)) {
+    return 2;
+  }
+  // After the results, so that a plot that cannot be written loses nothing else.
+  if (!out_opts.plot.empty() && !write_file(out_opts.plot, to_svg(*report))) {
     return 2;
   }
   if (report->errors() != 0) {

@@ -47,10 +47,13 @@ struct Target {
   std::string bdf;
   std::uint32_t nsid = 1;
   std::size_t index = 0;  // among the run's targets
-  std::unique_ptr<Verifier> verifier;  // --verify; before the lanes: it outlives their checks
+  // --verify. Before the lanes, so destroyed after them; that is safe either way, as all lanes
+  // parked means no check is out, and ~Verifier waits for any.
+  std::unique_ptr<Verifier> verifier;
   std::vector<std::unique_ptr<Lane>> lanes;
   int node = -1;
-  std::vector<int> cpus;
+  std::vector<int> cpus;         // of the controller's node
+  std::vector<int> worker_cpus;  // one per lane
   std::vector<Job::RatePoint> timeline;
   std::uint64_t sampled_ops = 0;  // done when the last point was taken
 };
@@ -181,7 +184,6 @@ Result<std::unique_ptr<Lane>> make_lane(Target& t, const NvmeOptions& o, const L
   }
   lane->measuring = o.ramp_seconds == 0;
   lane->held.reserve(o.qd);
-  lane->verifier = t.verifier.get();
   lane->verify_seed = o.seed;
   lane->block_size = static_cast<std::uint32_t>(shape.bsz);
   lane->bad_lbas.reserve(Lane::kBadLbasKept);
@@ -213,8 +215,8 @@ Result<std::unique_ptr<Lane>> make_lane(Target& t, const NvmeOptions& o, const L
   return lane;
 }
 
-// Where --verify's checks run: the controller's node's CPUs that its workers leave free; where
-// they take them all, the machine's other CPUs (a polling worker would starve a checking thread
+// Where --verify's checks run: the controller's node's CPUs that the run's workers leave free;
+// where they take them all, the machine's other CPUs (a polling worker would starve a checking thread
 // on its own CPU, and a check waiting for a time slice holds its request); empty: anywhere.
 std::vector<int> verify_cpus(const std::vector<int>& node_cpus, const std::vector<int>& worker_cpus) {
   auto free_of_workers = [&](const std::vector<int>& from) {
@@ -239,6 +241,23 @@ std::vector<int> verify_cpus(const std::vector<int>& node_cpus, const std::vecto
     }
   }
   return free_of_workers(all);
+}
+
+// --verify: an arena per target, on CPUs no worker of the run polls on (see verify_cpus), made
+// once every target's workers have their CPUs.
+Result<void> make_verifiers(std::vector<Target>& targets) {
+  std::vector<int> busy;
+  for (const Target& t : targets) {
+    busy.insert(busy.end(), t.worker_cpus.begin(), t.worker_cpus.end());
+  }
+  for (Target& t : targets) {
+    const std::vector<int> cpus = verify_cpus(t.cpus, busy);
+    VFE_TRY_ASSIGN(t.verifier, Verifier::create(cpus, static_cast<unsigned>(std::max<std::size_t>(cpus.size(), 1))));
+    for (auto& l : t.lanes) {
+      l->verifier = t.verifier.get();
+    }
+  }
+  return ok();
 }
 
 // Makes each lane of namespace t.nsid: a worker pinned on the controller's node, a queue, a
@@ -280,10 +299,7 @@ Result<void> open_target(Target& t, const NvmeOptions& o, const engine::Topology
   for (unsigned w = 0; w < o.workers; ++w) {
     worker_cpus.push_back(t.cpus[cpu_turn++ % t.cpus.size()]);
   }
-  if (o.verify) {
-    const std::vector<int> cpus = verify_cpus(t.cpus, worker_cpus);
-    VFE_TRY_ASSIGN(t.verifier, Verifier::create(cpus, static_cast<unsigned>(std::max<std::size_t>(cpus.size(), 1))));
-  }
+  t.worker_cpus = worker_cpus;
   const LaneShape shape{op, random, bsz, blocks, distribution};
   for (unsigned w = 0; w < o.workers; ++w) {
     VFE_TRY_ASSIGN(auto lane, make_lane(t, o, shape, w, worker_cpus[w], stop));
@@ -476,6 +492,9 @@ Result<Report> run_nvme(const CommonOptions& common, const NvmeOptions& o) {
       t.index = targets.size() - 1;
       VFE_TRY(open_target(t, o, topo, stop, next_cpu));
     }
+  }
+  if (o.verify) {
+    VFE_TRY(make_verifiers(targets));
   }
   const double seconds = run_counted(targets, common, o, stop);
   Report report;

@@ -26,8 +26,10 @@ void checked_task(void* io) {
   r.lane->checked(r);
 }
 
-// On an arena thread: the check is done; hand the request back to its worker. Its task ring
-// holds 1024 and a lane has at most --qd requests out: a full ring is brief.
+// On an arena thread: the check is done; hand the request back to its worker. A full task ring
+// (1024 tasks; --qd may be deeper) empties as the worker runs; the worker does not stop while a
+// check is out, since it stops only once every request is parked, and a request being checked
+// is not.
 void on_checked(void* ctx, std::uint64_t bad_lba) noexcept {
   auto& io = *static_cast<BenchIo*>(ctx);
   io.bad_lba = bad_lba;

@@ -83,7 +83,8 @@ struct Lane {
   /// From any thread: asks the worker to run release_held soon (at most one such task waits).
   void post_release() noexcept;
   /// Worker only, when counting starts (at once, or after --ramp-time): forget what was counted,
-  /// note the thread's CPU time and the worker's interrupts, and count from here.
+  /// note the thread's CPU time and the worker's interrupts, and count from here. Errors and
+  /// --verify mismatches found while warming up stay counted: they are failures all the same.
   void begin_measuring(std::uint64_t io_limit) noexcept;
   /// True until the first failure (whose message alone is kept: the others are not formatted).
   [[nodiscard]] bool first_failure() const noexcept { return errors.load(std::memory_order_relaxed) == 0; }

@@ -126,7 +126,8 @@ std::string rate_panel(const Report& r, double top) {
   std::string out = frame(p, "Operations per second over time", "seconds", "operations per second",
                           [](double s) { return fmt::format("{:.3g}", s); });
   if (end == 0) {
-    return out + text(kLeft + kPlotWidth / 2, top + kPanelHeight / 2, "(this mode records no timeline)");
+    return out + text(kLeft + kPlotWidth / 2, top + kPanelHeight / 2,
+                      "(no timeline: the mode records none, or the run was shorter than an interval)");
   }
   for (std::size_t i = 0; i < r.jobs.size(); ++i) {
     std::string points;

@@ -45,11 +45,11 @@ Result<std::vector<double>> parse_percentiles(const std::string& text) {
     out.push_back(p);
     begin = end + 1;
   }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   if (out.size() > 32) {
     return Error::invalid("--percentiles", fmt::format("{} percentiles; at most 32", out.size()));
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

@@ -280,11 +280,12 @@ void IoQueue::ring_sq(std::uint64_t issued) noexcept {
 // Bit holds its interrupts pending in the device (PCI 3.0 §6.8.2.9), which raises them when it is
 // cleared. A plain store to the mmap'd table, only where the kernel lets it be mapped
 // (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE); elsewhere interrupts stay on.
-// Not while a reset has the queue paused (the BAR may be out of reach until it ends) or once the
-// queue is gone: each call writes the whole state wanted, so the first call after the reset puts
-// it right, and the worker makes one before it next sleeps with anything in flight.
+// Not while the controller is being reset (the BAR may be out of reach until that ends). An
+// unmask skipped then is written at the worker's next turn from polling to sleeping, which comes
+// before it sleeps with anything this queue sent after the reset. A queue being destroyed does
+// write: the worker unmasks it as it removes it, and the vector goes to the next queue with this ID.
 void IoQueue::mask_interrupt(bool masked) noexcept {
-  if (vector_control_.is_mapped() && !deleted_ && !paused()) {
+  if (vector_control_.is_mapped() && host_->state() != ControllerState::resetting) {
     vector_control_.write(vector_control_rest_ | (masked ? kMsixMaskBit : 0U));
     bump(stats_.interrupt_mask_writes);
   }

@@ -41,16 +41,18 @@ struct Results {
   std::vector<std::uint64_t> bad;
   std::atomic<std::uint64_t> done{0};
   std::atomic<bool> on_caller{false};
-  std::thread::id caller;
+  std::vector<std::thread::id> callers;  // the threads that hand checks over (under mu)
 };
 
 void record(void* ctx, std::uint64_t bad_lba) noexcept {
   auto* r = static_cast<Results*>(ctx);
-  if (std::this_thread::get_id() == r->caller) {
-    r->on_caller = true;
+  std::lock_guard lock(r->mu);
+  for (const auto& id : r->callers) {
+    if (std::this_thread::get_id() == id) {
+      r->on_caller = true;
+    }
   }
   if (bad_lba != kNoMismatch) {
-    std::lock_guard lock(r->mu);
     r->bad.push_back(bad_lba);
   }
   r->done.fetch_add(1, std::memory_order_release);
@@ -67,10 +69,13 @@ TEST(Verifier, ChecksFromSeveralThreadsEachCompleteOnceOffTheCaller) {
   bufs[10][5 * 512] ^= 0xff;  // LBA 165
   bufs[40][0] ^= 0xff;        // LBA 640
   Results results;
-  results.caller = std::this_thread::get_id();
   std::vector<std::thread> submitters;
   for (int t = 0; t < 2; ++t) {
     submitters.emplace_back([&, t] {
+      {
+        std::lock_guard lock(results.mu);
+        results.callers.push_back(std::this_thread::get_id());
+      }
       for (std::size_t round = 0; round < kRounds; ++round) {
         for (std::size_t i = static_cast<std::size_t>(t); i < kBuffers; i += 2) {
           (*v)->check({bufs[i].data(), kBytes, i * 16, 512, 3, record, &results});
@@ -85,6 +90,7 @@ TEST(Verifier, ChecksFromSeveralThreadsEachCompleteOnceOffTheCaller) {
   EXPECT_EQ(results.done.load(std::memory_order_acquire), kBuffers * kRounds);
   EXPECT_EQ((*v)->blocks_checked(), kBuffers * kRounds * kBytes / 512);
   std::lock_guard lock(results.mu);
+  ASSERT_EQ(results.callers.size(), 2U);
   EXPECT_EQ(results.bad.size(), 2 * kRounds);
   EXPECT_EQ(std::set<std::uint64_t>(results.bad.begin(), results.bad.end()), (std::set<std::uint64_t>{165, 640}));
   EXPECT_FALSE(results.on_caller.load()) << "checks run on the arena's threads, never on the thread that hands them over";
