@@ -18,6 +18,7 @@
 
 #include "bench/vfio_bench/jobs.hpp"
 #include "bench/vfio_bench/nvme_lane.hpp"
+#include "bench/vfio_bench/nvme_target.hpp"
 #include "bench/vfio_bench/progress.hpp"
 #include "drivers/nvme/controller.hpp"
 #include "engine/topology.hpp"
@@ -40,24 +41,6 @@ double thread_cpu_seconds(engine::Worker& w) {
 }
 
 // One controller: its lanes (workers) on its NUMA node.
-// One namespace of one controller: its lanes, and what its job reports. The controller belongs
-// to run_nvme, which keeps it until every target is gone.
-struct Target {
-  nvme::Controller* ctrl = nullptr;
-  std::string bdf;
-  std::uint32_t nsid = 1;
-  std::size_t index = 0;  // among the run's targets
-  // --verify. Before the lanes, so destroyed after them; that is safe either way, as all lanes
-  // parked means no check is out, and ~Verifier waits for any.
-  std::unique_ptr<Verifier> verifier;
-  std::vector<std::unique_ptr<Lane>> lanes;
-  int node = -1;
-  std::vector<int> cpus;         // of the controller's node
-  std::vector<int> worker_cpus;  // one per lane
-  std::vector<Job::RatePoint> timeline;
-  std::uint64_t sampled_ops = 0;  // done when the last point was taken
-};
-
 // The rate of each controller over the run: a point per interval (a tenth of a second, or a
 // thousandth of a long run), for --plot and the JSON.
 class Timeline {
@@ -88,31 +71,6 @@ class Timeline {
   Clock::duration interval_;
 };
 
-// --rw's word: reads and writes, or one other command (trim, randtrim, writezeroes,
-// randwritezeroes, flush).
-LaneOp lane_op(const std::string& rw) {
-  if (rw == "trim" || rw == "randtrim") {
-    return LaneOp::trim;
-  }
-  if (rw == "writezeroes" || rw == "randwritezeroes") {
-    return LaneOp::write_zeroes;
-  }
-  return rw == "flush" ? LaneOp::flush : LaneOp::read_write;
-}
-
-// Identify Controller ONCS: a workload the controller has no command for is refused up front.
-Result<void> check_supported(const nvme::Controller& c, const std::string& bdf, LaneOp op) {
-  if (op == LaneOp::trim && !c.identity().supports_dataset_management()) {
-    return Error::not_supported("vfio-bench nvme", fmt::format("{}: the controller has no Dataset Management "
-                                                               "(ONCS bit 2), so no trim", bdf));
-  }
-  if (op == LaneOp::write_zeroes && !c.identity().supports_write_zeroes()) {
-    return Error::not_supported("vfio-bench nvme", fmt::format("{}: the controller has no Write Zeroes (ONCS bit 3)",
-                                                               bdf));
-  }
-  return ok();
-}
-
 Result<void> check_options(const CommonOptions& common, const NvmeOptions& o) {
   if (o.bdfs.empty()) {
     return Error::invalid("vfio-bench nvme", "name at least one controller (BDF)");
@@ -138,173 +96,6 @@ Result<void> check_options(const CommonOptions& common, const NvmeOptions& o) {
                                              "warming up would blur the count)");
   }
   VFE_TRY(parse_distribution(o.distribution));
-  return ok();
-}
-
-// Opens a controller with an I/O queue for each worker of each namespace tested.
-Result<std::unique_ptr<nvme::Controller>> open_controller(const std::string& bdf, const CommonOptions& common,
-                                                          const NvmeOptions& o) {
-  nvme::ControllerOptions copt;
-  VFE_TRY_ASSIGN(copt.mode, iommu_mode_of(common));
-  copt.io_queues = o.workers * static_cast<std::uint32_t>(o.nsids.size());
-  copt.shadow_doorbells = o.shadow_doorbells;
-  copt.mask_interrupts_while_polling = o.mask_interrupts;
-  return nvme::Controller::create(bdf, copt);
-}
-
-// What the lanes of one target share.
-struct LaneShape {
-  LaneOp op;
-  bool random;
-  std::uint64_t bsz;     // the namespace's block size
-  std::uint64_t blocks;  // of the region tested
-  Distribution distribution;
-};
-
-// Lane w of target t: a worker pinned on `cpu`, a queue, a buffer of qd x bs on the target's node,
-// and the requests.
-Result<std::unique_ptr<Lane>> make_lane(Target& t, const NvmeOptions& o, const LaneShape& shape, unsigned w, int cpu,
-                                        std::atomic<bool>& stop) {
-  auto lane = std::make_unique<Lane>();
-  lane->op = shape.op;
-  lane->random = shape.random;
-  lane->read_percent = o.rw == "read" || o.rw == "randread" ? 100 : o.rw == "write" || o.rw == "randwrite" ? 0 : o.rwmixread;
-  lane->bs_blocks = o.bs / shape.bsz;
-  // Sequential lanes each stream through their own share of the region; random ones roam it all.
-  lane->first_block = o.offset / shape.bsz + (shape.random ? 0 : shape.blocks / o.workers * w);
-  lane->blocks = shape.random ? shape.blocks : shape.blocks / o.workers;
-  // Every lane of the run draws its own sequence: lane k (counted over all jobs) uses seed + k.
-  lane->picker.emplace(shape.distribution, lane->blocks / lane->bs_blocks, o.seed + t.index * o.workers + w);
-  if (o.rate > 0) {
-    // This lane's share. The bucket holds 10 ms of it: held requests go when the pacer wakes
-    // (every 200 us asked, later on a loaded machine), and a bucket smaller than the time
-    // between wake-ups would lower the rate below the cap.
-    const double share = o.rate / o.workers;
-    lane->rate.emplace(share, static_cast<std::uint64_t>(std::ceil(share / 100)));
-  }
-  lane->measuring = o.ramp_seconds == 0;
-  lane->held.reserve(o.qd);
-  lane->verify_seed = o.seed;
-  lane->block_size = static_cast<std::uint32_t>(shape.bsz);
-  lane->bad_lbas.reserve(Lane::kBadLbasKept);
-  lane->stop = &stop;
-  engine::WorkerOptions wo;
-  wo.mode = worker_mode_of(o.completion);
-  wo.cpus = {cpu};
-  wo.name = fmt::format("vfe-bench-{}", w);
-  VFE_TRY_ASSIGN(lane->worker, engine::Worker::start(wo));
-  VFE_TRY_ASSIGN(auto buf, dma::DmaBuffer::allocate(t.ctrl->dma_space(), o.bs * o.qd, {.hugepages = true, .numa_node = t.node}));
-  lane->buffer.emplace(std::move(buf));
-  std::memset(lane->buffer->data(), 0xa5, lane->buffer->size());
-  for (std::uint32_t k = 0; k < o.qd; ++k) {
-    auto io = std::make_unique<BenchIo>();
-    io->lane = lane.get();
-    io->on_complete = on_bench_io_complete;
-    io->nsid = t.nsid;
-    io->segment = {lane->buffer->iova_at(std::uint64_t{k} * o.bs), o.bs};
-    io->range = reinterpret_cast<nvme::DsmRange*>(lane->buffer->as<std::uint8_t>() + std::uint64_t{k} * o.bs);
-    io->range_segment = {io->segment.iova, sizeof(nvme::DsmRange)};
-    io->host = lane->buffer->as<std::uint8_t>() + std::uint64_t{k} * o.bs;
-    lane->ios.push_back(std::move(io));
-  }
-  VFE_TRY_ASSIGN(lane->queue,
-                 t.ctrl->create_io_queue(*lane->worker, {.entries = o.qd + 1,
-                                                         .completion = completion_of(o.completion),
-                                                         .numa_node = t.node,
-                                                         .submission_capacity = std::max<std::size_t>(1024, 2 * o.qd)}));
-  return lane;
-}
-
-// Where --verify's checks run: the controller's node's CPUs that the run's workers leave free;
-// where they take them all, the machine's other CPUs (a polling worker would starve a checking thread
-// on its own CPU, and a check waiting for a time slice holds its request); empty: anywhere.
-std::vector<int> verify_cpus(const std::vector<int>& node_cpus, const std::vector<int>& worker_cpus) {
-  auto free_of_workers = [&](const std::vector<int>& from) {
-    std::vector<int> out;
-    for (const int c : from) {
-      if (std::find(worker_cpus.begin(), worker_cpus.end(), c) == worker_cpus.end()) {
-        out.push_back(c);
-      }
-    }
-    return out;
-  };
-  if (auto near = free_of_workers(node_cpus); !near.empty()) {
-    return near;
-  }
-  std::vector<int> all;
-  cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) {
-        all.push_back(c);
-      }
-    }
-  }
-  return free_of_workers(all);
-}
-
-// --verify: an arena per target, on CPUs no worker of the run polls on (see verify_cpus), made
-// once every target's workers have their CPUs.
-Result<void> make_verifiers(std::vector<Target>& targets) {
-  std::vector<int> busy;
-  for (const Target& t : targets) {
-    busy.insert(busy.end(), t.worker_cpus.begin(), t.worker_cpus.end());
-  }
-  for (Target& t : targets) {
-    const std::vector<int> cpus = verify_cpus(t.cpus, busy);
-    VFE_TRY_ASSIGN(t.verifier, Verifier::create(cpus, static_cast<unsigned>(std::max<std::size_t>(cpus.size(), 1))));
-    for (auto& l : t.lanes) {
-      l->verifier = t.verifier.get();
-    }
-  }
-  return ok();
-}
-
-// Makes each lane of namespace t.nsid: a worker pinned on the controller's node, a queue, a
-// buffer of qd x bs on that node, and the requests.
-Result<void> open_target(Target& t, const NvmeOptions& o, const engine::Topology& topo, std::atomic<bool>& stop,
-                         std::map<int, unsigned>& next_cpu) {
-  const std::string& bdf = t.bdf;
-  const nvme::NamespaceInfo* ns = t.ctrl->find_namespace(t.nsid);
-  if (ns == nullptr) {
-    return Error::invalid("vfio-bench nvme", fmt::format("{}: namespace {} is not active", bdf, t.nsid));
-  }
-  if (ns->metadata_bytes != 0) {
-    return Error::not_supported("vfio-bench nvme", fmt::format("{}: namespace {} is formatted with {} bytes of "
-                                                               "metadata per block, which drivers/nvme does not support",
-                                                               bdf, t.nsid, ns->metadata_bytes));
-  }
-  const std::uint64_t bsz = ns->block_size;
-  const std::uint64_t size = o.size != 0 ? o.size : (o.offset < ns->size_bytes() ? ns->size_bytes() - o.offset : 0);
-  if (o.bs % bsz != 0 || o.offset % bsz != 0 || o.offset + size > ns->size_bytes() || size < o.bs * o.workers) {
-    return Error::invalid("vfio-bench nvme",
-                          fmt::format("{}: --bs {} and --offset {} must be multiples of the {}-byte block, and "
-                                      "--offset + --size within the {} bytes of namespace {} with room for one "
-                                      "--bs per worker", bdf, o.bs, o.offset, bsz, ns->size_bytes(), t.nsid));
-  }
-  VFE_TRY_ASSIGN(auto dev_bdf, vfio::Bdf::parse(bdf));
-  t.node = topo.device_node(dev_bdf);
-  const int cpu_node = t.node >= 0 ? t.node : topo.numa_nodes().front();
-  t.cpus = topo.cpus_near_node(cpu_node);
-  if (t.cpus.empty()) {
-    t.cpus = {0};
-  }
-  const bool random = o.rw.rfind("rand", 0) == 0;
-  const LaneOp op = lane_op(o.rw);
-  VFE_TRY(check_supported(*t.ctrl, bdf, op));
-  const std::uint64_t blocks = size / bsz;
-  VFE_TRY_ASSIGN(const Distribution distribution, parse_distribution(o.distribution));
-  unsigned& cpu_turn = next_cpu[cpu_node];  // controllers on one node take turns over its CPUs
-  std::vector<int> worker_cpus;
-  for (unsigned w = 0; w < o.workers; ++w) {
-    worker_cpus.push_back(t.cpus[cpu_turn++ % t.cpus.size()]);
-  }
-  t.worker_cpus = worker_cpus;
-  const LaneShape shape{op, random, bsz, blocks, distribution};
-  for (unsigned w = 0; w < o.workers; ++w) {
-    VFE_TRY_ASSIGN(auto lane, make_lane(t, o, shape, w, worker_cpus[w], stop));
-    t.lanes.push_back(std::move(lane));
-  }
   return ok();
 }
 
@@ -382,28 +173,10 @@ Clock::time_point start_lanes(std::vector<Target>& targets, const CommonOptions&
   return start;
 }
 
-// The job of one target: what its lanes counted, and its controller's figures.
-Job job_of(Target& t, const NvmeOptions& o, double seconds) {
-  Job job;
-  job.name = fmt::format("nvme {} nsid={} {} bs={} qd={} workers={} {}", t.bdf, t.nsid, o.rw, o.bs, o.qd, o.workers,
-                         o.completion);
-  job.params = {{"bdf", t.bdf}, {"rw", o.rw},           {"rwmixread", o.rwmixread}, {"bs", o.bs},
-                {"qd", o.qd},   {"workers", o.workers}, {"completion", o.completion}, {"nsid", t.nsid},
-                {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}, {"seed", o.seed},
-                {"random_distribution", o.distribution}, {"rate", o.rate}, {"ramp_time", o.ramp_seconds},
-                {"mask_interrupts", o.mask_interrupts}, {"verify", o.verify}};
-  job.seconds = seconds;
-  job.timeline = std::move(t.timeline);
+// What the queues, workers and the controller of a target counted, into its job's `extra`.
+void add_queue_figures(Job& job, Target& t) {
   std::uint64_t doorbells = 0, elided = 0, requests = 0, retries = 0, irq_events = 0, mask_writes = 0;
   for (auto& l : t.lanes) {
-    job.ops += l->done.load();
-    job.bytes += l->bytes.load();
-    job.errors += l->errors.load();
-    job.latency.merge(l->latency);
-    job.cpu_seconds += thread_cpu_seconds(*l->worker) - l->cpu0;  // cpu0: taken on the worker too
-    if (job.first_error.empty()) {
-      job.first_error = l->first_error;
-    }
     const nvme::IoQueueStats& qs = l->queue->stats();
     doorbells += qs.sq_doorbells.load() + qs.cq_doorbells.load();
     elided += qs.doorbells_elided.load();
@@ -429,16 +202,45 @@ Job job_of(Target& t, const NvmeOptions& o, double seconds) {
   job.extra["aborts_refused"] = t.ctrl->stats().aborts_refused.load();
   job.extra["resets"] = t.ctrl->stats().resets.load();
   job.extra["retries"] = retries;
-  if (t.verifier) {
-    std::uint64_t mismatches = 0;
-    std::vector<std::uint64_t> bad;
-    for (auto& l : t.lanes) {
-      mismatches += l->mismatches.load();
-      bad.insert(bad.end(), l->bad_lbas.begin(), l->bad_lbas.end());
+}
+
+// --verify's figures of a target, into its job's `extra`.
+void add_verify_figures(Job& job, const Target& t) {
+  std::uint64_t mismatches = 0;
+  std::vector<std::uint64_t> bad;
+  for (const auto& l : t.lanes) {
+    mismatches += l->mismatches.load();
+    bad.insert(bad.end(), l->bad_lbas.begin(), l->bad_lbas.end());
+  }
+  job.extra["verify"] = {{"blocks_checked", t.verifier->blocks_checked()}, {"mismatches", mismatches},
+                         {"first_bad_lbas", bad}};
+}
+
+// The job of one target: what its lanes counted, and its controller's figures.
+Job job_of(Target& t, const NvmeOptions& o, double seconds) {
+  Job job;
+  job.name = fmt::format("nvme {} nsid={} {} bs={} qd={} workers={} {}", t.bdf, t.nsid, o.rw, o.bs, o.qd, o.workers,
+                         o.completion);
+  job.params = {{"bdf", t.bdf}, {"rw", o.rw},           {"rwmixread", o.rwmixread}, {"bs", o.bs},
+                {"qd", o.qd},   {"workers", o.workers}, {"completion", o.completion}, {"nsid", t.nsid},
+                {"offset", o.offset}, {"numa_node", t.node}, {"cpus", t.cpus}, {"seed", o.seed},
+                {"random_distribution", o.distribution}, {"rate", o.rate}, {"ramp_time", o.ramp_seconds},
+                {"mask_interrupts", o.mask_interrupts}, {"verify", o.verify}};
+  job.seconds = seconds;
+  job.timeline = std::move(t.timeline);
+  for (auto& l : t.lanes) {
+    job.ops += l->done.load();
+    job.bytes += l->bytes.load();
+    job.errors += l->errors.load();
+    job.latency.merge(l->latency);
+    job.cpu_seconds += thread_cpu_seconds(*l->worker) - l->cpu0;  // cpu0: taken on the worker too
+    if (job.first_error.empty()) {
+      job.first_error = l->first_error;
     }
-    job.extra["verify"] = {{"blocks_checked", t.verifier->blocks_checked()},
-                           {"mismatches", mismatches},
-                           {"first_bad_lbas", bad}};
+  }
+  add_queue_figures(job, t);
+  if (t.verifier) {
+    add_verify_figures(job, t);
   }
   return job;
 }
