@@ -32,6 +32,11 @@ inline void tsan_acquire([[maybe_unused]] void* addr) noexcept {
 #endif
 }
 
+std::uint64_t next_id() noexcept {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 }  // namespace
 
 #if defined(__SANITIZE_THREAD__)
@@ -63,16 +68,12 @@ std::uint64_t first_mismatch(std::span<const std::uint8_t> data, std::uint64_t l
   return kNoMismatch;
 }
 
-Verifier::Pinner::Pinner(tbb::task_arena& arena, std::vector<int> cpus)
-    : tbb::task_scheduler_observer(arena), cpus_(std::move(cpus)) {
-  tsan_release(this);  // cpus_ before any arena thread reads it (TBB's hand-over is invisible to TSan)
-  observe(true);
-}
-
-Verifier::Pinner::~Pinner() { observe(false); }
-
-void Verifier::Pinner::on_scheduler_entry(bool /*worker*/) {
-  tsan_acquire(this);
+void Verifier::pin_this_thread() const noexcept {
+  thread_local std::uint64_t pinned_for = 0;  // the id_ whose CPUs this thread has
+  if (pinned_for == id_ || cpus_.empty()) {
+    return;
+  }
+  pinned_for = id_;
   cpu_set_t set;
   CPU_ZERO(&set);
   for (const int c : cpus_) {
@@ -86,13 +87,12 @@ void Verifier::Pinner::on_scheduler_entry(bool /*worker*/) {
 }
 
 Verifier::Verifier(std::vector<int> cpus, unsigned threads)
-    // One slot for the thread that enqueues: it never joins the arena (enqueue only), so every
-    // check runs on one of TBB's threads.
-    : arena_(static_cast<int>(std::max(threads, 1U)), 0) {
+    : cpus_(std::move(cpus)),
+      id_(next_id()),
+      // No slot for the thread that enqueues: it never joins the arena (enqueue only), so every
+      // check runs on one of TBB's threads.
+      arena_(static_cast<int>(std::max(threads, 1U)), 0) {
   arena_.initialize();
-  if (!cpus.empty()) {
-    pinner_ = std::make_unique<Pinner>(arena_, std::move(cpus));
-  }
 }
 
 Result<std::unique_ptr<Verifier>> Verifier::create(std::vector<int> cpus, unsigned threads) {
@@ -101,11 +101,11 @@ Result<std::unique_ptr<Verifier>> Verifier::create(std::vector<int> cpus, unsign
 
 Verifier::~Verifier() {
   wait_idle();
-  pinner_.reset();
   arena_.terminate();
 }
 
 void Verifier::run(const Check& c) noexcept {
+  pin_this_thread();
   const std::uint64_t bad = first_mismatch({c.data, c.bytes}, c.lba, c.block_size, c.seed);
   blocks_.fetch_add(c.bytes / c.block_size, std::memory_order_relaxed);
   c.done(c.ctx, bad);

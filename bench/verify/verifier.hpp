@@ -5,7 +5,6 @@
 /// that an I/O worker hands a check over and goes on.
 
 #include <oneapi/tbb/task_arena.h>
-#include <oneapi/tbb/task_scheduler_observer.h>
 
 #include <atomic>
 #include <cstdint>
@@ -65,24 +64,17 @@ class Verifier {
   [[nodiscard]] std::uint64_t blocks_checked() const noexcept { return blocks_.load(std::memory_order_relaxed); }
 
  private:
-  // Pins each thread that joins the arena to the CPUs.
-  class Pinner : public tbb::task_scheduler_observer {
-   public:
-    Pinner(tbb::task_arena& arena, std::vector<int> cpus);
-    ~Pinner() override;
-    Pinner(const Pinner&) = delete;
-    Pinner& operator=(const Pinner&) = delete;
-    void on_scheduler_entry(bool worker) override;
-
-   private:
-    std::vector<int> cpus_;
-  };
-
   Verifier(std::vector<int> cpus, unsigned threads);
   void run(const Check& c) noexcept;
+  void pin_this_thread() const noexcept;
 
+  // TBB shares its threads among arenas: a thread pins itself to these CPUs on its first check
+  // for this Verifier (`id_`, unique in the process, tells it whose CPUs it has). A
+  // task_scheduler_observer would do it on entry, but TBB frees its proxy after the process's
+  // leak check.
+  std::vector<int> cpus_;
+  std::uint64_t id_;
   tbb::task_arena arena_;
-  std::unique_ptr<Pinner> pinner_;
   std::atomic<std::uint64_t> pending_{0};
   std::atomic<std::uint64_t> blocks_{0};
 };
